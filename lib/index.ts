@@ -1,0 +1,1 @@
+export { nativeInfo, setNumThreads } from './native.js';

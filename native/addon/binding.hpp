@@ -1,0 +1,72 @@
+// Shared pieces of the N-API layer: argument extraction with errors that name the argument, the
+// forge_status -> JS error mapping, and the worker that runs a kernel off the event loop.
+// The layer stays thin: the TypeScript wrappers validate first; these checks only make sure native
+// code never touches memory it was not given.
+#pragma once
+
+#include <forge/forge.h>
+#include <napi.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace forge::addon {
+
+// Each binding file registers its functions on `exports`.
+void register_info(Napi::Env env, Napi::Object exports);
+void register_prefix_tree(Napi::Env env, Napi::Object exports);
+void register_attention(Napi::Env env, Napi::Object exports);
+void register_cispo(Napi::Env env, Napi::Object exports);
+
+// Throws a JS TypeError with `code` set (C++ exceptions are on in the addon).
+[[noreturn]] void throw_type_error(Napi::Env env, const std::string& message);
+[[noreturn]] void throw_range_error(Napi::Env env, const std::string& message);
+
+// Turns a failed status and its message into a JS error: RangeError for invalid/out-of-range/non-finite
+// input, Error otherwise; `code` is the status name ("FORGE_ERR_OUT_OF_RANGE").
+Napi::Error status_error(Napi::Env env, forge_status status, const std::string& message);
+
+template <class T> struct TypedArrayTraits;
+template <> struct TypedArrayTraits<float> { static constexpr napi_typedarray_type type = napi_float32_array; static constexpr const char* name = "Float32Array"; };
+template <> struct TypedArrayTraits<int32_t> { static constexpr napi_typedarray_type type = napi_int32_array; static constexpr const char* name = "Int32Array"; };
+template <> struct TypedArrayTraits<uint8_t> { static constexpr napi_typedarray_type type = napi_uint8_array; static constexpr const char* name = "Uint8Array"; };
+template <> struct TypedArrayTraits<double> { static constexpr napi_typedarray_type type = napi_float64_array; static constexpr const char* name = "Float64Array"; };
+
+// A zero-copy view of a TypedArray argument. `expected` < 0 accepts any length.
+template <class T>
+struct ArrayArg {
+  T* data = nullptr;
+  size_t length = 0;
+};
+
+template <class T>
+ArrayArg<T> array_arg(Napi::Env env, Napi::Value value, const char* name, int64_t expected = -1) {
+  if (!value.IsTypedArray() || value.As<Napi::TypedArray>().TypedArrayType() != TypedArrayTraits<T>::type)
+    throw_type_error(env, std::string(name) + ": expected a " + TypedArrayTraits<T>::name);
+  auto array = value.As<Napi::TypedArrayOf<T>>();
+  if (expected >= 0 && static_cast<int64_t>(array.ElementLength()) != expected)
+    throw_range_error(env, std::string(name) + ": expected length " + std::to_string(expected) + ", got " +
+                               std::to_string(array.ElementLength()));
+  return {array.Data(), array.ElementLength()};
+}
+
+// Optional TypedArray: undefined/null gives an empty view (data == nullptr).
+template <class T>
+ArrayArg<T> optional_array_arg(Napi::Env env, Napi::Value value, const char* name, int64_t expected = -1) {
+  if (value.IsUndefined() || value.IsNull()) return {};
+  return array_arg<T>(env, value, name, expected);
+}
+
+int64_t int_arg(Napi::Env env, Napi::Value value, const char* name, int64_t min, int64_t max);
+double number_arg(Napi::Env env, Napi::Value value, const char* name);
+
+// Runs `compute` (a kernel call returning forge_status) either now, or on a libuv worker thread when
+// `async` is true. On success `result` builds the JS value on the main thread; the sync form returns
+// it, the async form resolves a promise with it. `keep_alive` holds the JS objects (input and output
+// arrays) whose memory the kernel reads or writes, so the GC cannot free them while it runs.
+Napi::Value run_kernel(Napi::Env env, bool async, std::vector<Napi::Value> keep_alive,
+                       std::function<forge_status()> compute, std::function<Napi::Value(Napi::Env)> result);
+
+}  // namespace forge::addon
