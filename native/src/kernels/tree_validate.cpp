@@ -1,9 +1,9 @@
 // forge_tree_validate: checks that (parent, subtree_end) describe a forest numbered in DFS pre-order.
 //
 // One pass with a stack holding the root path of node i-1. In pre-order the parent of i must be on
-// that path; every node popped off the path while looking for it has its subtree closed at i, so
-// subtree_end of the popped node must be exactly i. Nodes still on the path at the end close at N.
-// O(N) time and at most O(depth) extra memory; no recursion, so any depth is fine.
+// that path; every node popped off the path below it has its subtree closed at i, so subtree_end of
+// a popped node must be exactly i. Nodes still on the path at the end close at N. O(N) time, O(N)
+// scratch (each node's depth, for an O(1) "is p on the path" test); no recursion, so any depth works.
 #include <forge/forge.h>
 
 #include <string>
@@ -30,22 +30,29 @@ forge_status validate(const int32_t* parent, const int32_t* subtree_end, int64_t
     return forge::fail(FORGE_ERR_INVALID_ARGUMENT,
                        "num_nodes: expected an integer in [1, 2^31), got " + std::to_string(num_nodes));
 
-  std::vector<int32_t> path;  // root path of the previous node, root first
+  std::vector<int32_t> path;   // root path of the previous node, root first (ids increase)
+  std::vector<int32_t> depth(static_cast<size_t>(num_nodes));  // index of each node on the path
   for (int64_t i = 0; i < num_nodes; ++i) {
     const int32_t p = parent[i];
     if (p < -1 || p >= i)
       return forge::fail(FORGE_ERR_OUT_OF_RANGE, "parent[" + std::to_string(i) + "]: " + std::to_string(p) +
                                                      " out of range [-1, " + std::to_string(i) + ")");
-    // Everything above p on the path ends its subtree right before i.
-    while (!path.empty() && path.back() != p) {
+    // Check membership first so a bad parent is reported as such, not as a subtree_end mismatch.
+    size_t keep = 0;
+    if (p != -1) {
+      keep = static_cast<size_t>(depth[p]) + 1;
+      if (keep > path.size() || path[keep - 1] != p)
+        return forge::fail(FORGE_ERR_INVALID_ARGUMENT,
+                           "parent[" + std::to_string(i) + "]: node " + std::to_string(p) +
+                               " is not on the root path of node " + std::to_string(i - 1) +
+                               ", so the nodes are not in DFS pre-order");
+    }
+    // Everything below p on the path ends its subtree right before i.
+    while (path.size() > keep) {
       if (forge_status s = check_closed(subtree_end, path.back(), i); s != FORGE_OK) return s;
       path.pop_back();
     }
-    if (p != -1 && path.empty())
-      return forge::fail(FORGE_ERR_INVALID_ARGUMENT,
-                         "parent[" + std::to_string(i) + "]: node " + std::to_string(p) +
-                             " is not on the root path of node " + std::to_string(i - 1) +
-                             ", so the nodes are not in DFS pre-order");
+    depth[i] = static_cast<int32_t>(path.size());
     path.push_back(static_cast<int32_t>(i));
   }
   while (!path.empty()) {
