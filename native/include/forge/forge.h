@@ -89,7 +89,7 @@ typedef struct forge_sample_batch {
   const int64_t* offsets;       /* [S+1] */
   const int32_t* tokens;        /* [T], T = offsets[S]; each in [0, vocab_size) */
   const uint8_t* trainable;     /* [T] 0/1, NULL = nothing trainable; must be 0 at each sample's position 0 */
-  const float* old_logprobs;    /* [T] or NULL (0 then); finite, <= 0 where trainable */
+  const float* old_logprobs;    /* [T] or NULL (0 then); finite where trainable */
   const float* advantages;      /* [T] per token, or NULL to use sample_advantages */
   const float* sample_advantages; /* [S] one per sample, or NULL (0 then) */
   const int32_t* versions;      /* [S] policy version of each sample, or NULL (0 then) */

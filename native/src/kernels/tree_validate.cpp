@@ -24,11 +24,11 @@ forge_status check_closed(const int32_t* subtree_end, int32_t node, int64_t expe
 }
 
 forge_status validate(const int32_t* parent, const int32_t* subtree_end, int64_t num_nodes) {
-  if (!parent) return forge::fail(FORGE_ERR_INVALID_ARGUMENT, "parent: null pointer");
-  if (!subtree_end) return forge::fail(FORGE_ERR_INVALID_ARGUMENT, "subtree_end: null pointer");
   if (num_nodes < 1 || num_nodes >= kMaxNodes)
     return forge::fail(FORGE_ERR_INVALID_ARGUMENT,
                        "num_nodes: expected an integer in [1, 2^31), got " + std::to_string(num_nodes));
+  if (!parent) return forge::fail(FORGE_ERR_INVALID_ARGUMENT, "parent: null pointer");
+  if (!subtree_end) return forge::fail(FORGE_ERR_INVALID_ARGUMENT, "subtree_end: null pointer");
 
   std::vector<int32_t> path;   // root path of the previous node, root first (ids increase)
   std::vector<int32_t> depth(static_cast<size_t>(num_nodes));  // index of each node on the path
