@@ -165,8 +165,8 @@ typedef struct forge_attention_shape {
   int64_t num_nodes;   /* N >= 1 */
   int32_t num_heads;   /* Hq >= 1 */
   int32_t num_kv_heads;/* Hkv >= 1, divides Hq */
-  int32_t head_dim;    /* D >= 1 */
-  float scale;         /* softmax scale; <= 0 or NaN selects 1/sqrt(D) */
+  int32_t head_dim;    /* D >= 1; the CPU kernels serve D <= 1024 (FORGE_ERR_UNSUPPORTED above) */
+  float scale;         /* softmax scale; finite <= 0 or NaN selects 1/sqrt(D); +-Inf is FORGE_ERR_NON_FINITE */
 } forge_attention_shape;
 
 /* Forward. Writes O [N, Hq, D] and LSE [N, Hq]. The tree is validated (forge_tree_validate). */
@@ -175,7 +175,8 @@ FORGE_API forge_status forge_tree_attention_forward(const forge_attention_shape*
                                                     const int32_t* subtree_end, float* o, float* lse);
 
 /* Backward. Takes O and LSE from the forward and dO [N, Hq, D]; writes dQ [N, Hq, D], dK and dV
- * [N, Hkv, D] (overwritten, not accumulated). */
+ * [N, Hkv, D] (overwritten, not accumulated). Every LSE must be finite (FORGE_ERR_NON_FINITE names
+ * the first that is not). */
 FORGE_API forge_status forge_tree_attention_backward(const forge_attention_shape* shape, const float* q,
                                                      const float* k, const float* v, const int32_t* parent,
                                                      const int32_t* subtree_end, const float* o,
@@ -183,14 +184,16 @@ FORGE_API forge_status forge_tree_attention_backward(const forge_attention_shape
                                                      float* dv);
 
 /* Merge of partial attention states over disjoint key sets (natural-log LSE; an empty state has
- * lse = -inf and contributes nothing; merging two empty states gives lse = -inf, o = 0).
- * Pairwise: states a and b [rows, H, D] / [rows, H] -> out. `o_out`/`lse_out` may alias a's buffers. */
+ * lse = -inf and contributes nothing, its o is never read; merging two empty states gives lse = -inf,
+ * o = 0). An lse that is NaN or +inf is FORGE_ERR_NON_FINITE, checked before anything is written.
+ * Pairwise: states a and b [rows, H, D] / [rows, H] -> out (rows >= 0). `o_out`/`lse_out` may be
+ * exactly a's (or b's) buffers; any other overlap is FORGE_ERR_INVALID_ARGUMENT. */
 FORGE_API forge_status forge_merge_states(int64_t rows, int32_t num_heads, int32_t head_dim, const float* o_a,
                                           const float* lse_a, const float* o_b, const float* lse_b, float* o_out,
                                           float* lse_out);
 /* N-way: input states [M, H, D] / [M, H]; output row r merges input rows [offsets[r], offsets[r+1])
  * (CSR, offsets [rows+1], offsets[0] = 0, non-decreasing, offsets[rows] = M). An empty range gives the
- * empty state. */
+ * empty state. The outputs must not overlap the inputs. */
 FORGE_API forge_status forge_merge_states_csr(int64_t rows, int32_t num_heads, int32_t head_dim,
                                               const int64_t* offsets, int64_t num_states, const float* o_in,
                                               const float* lse_in, float* o_out, float* lse_out);
@@ -207,7 +210,11 @@ FORGE_API forge_status forge_merge_states_csr(int64_t rows, int32_t num_heads, i
 
 typedef enum forge_pg_mode {
   FORGE_PG_CISPO = 0,
-  FORGE_PG_PPO_CLIP = 1
+  FORGE_PG_PPO_CLIP = 1,
+  /* Supervised: weight 1 on every term, loss = -(1/Z) sum_j A_j logp_j (A = 1: token-level cross-
+   * entropy). old_logprob only feeds the ratio statistics; eps_low / eps_high are ignored (nothing is
+   * clipped, so the clip fractions are 0). */
+  FORGE_PG_CROSS_ENTROPY = 2
 } forge_pg_mode;
 
 typedef struct forge_cispo_options {
@@ -238,6 +245,143 @@ FORGE_API forge_status forge_cispo_loss(int64_t num_rows, int64_t vocab_size, co
                                         const float* term_old_logprob, const float* term_advantage,
                                         const forge_cispo_options* options, float* dlogits, float* logprobs_out,
                                         forge_cispo_stats* stats);
+
+/* ------------------------------------------------------------------------------------------------
+ * Optimizer — AdamW (decoupled weight decay, bias-corrected moments) over flat float32 buffers
+ *
+ * One call updates one tensor (or any contiguous run of parameters sharing a weight decay):
+ *   g = grad_scale * grads[i]
+ *   m = beta1 m + (1 - beta1) g          v = beta2 v + (1 - beta2) g^2
+ *   p = p (1 - lr weight_decay) - lr / (1 - beta1^step) * m / (sqrt(v / (1 - beta2^step)) + eps)
+ * The options are float32 values; 1 - beta and the bias corrections are computed from them in float64,
+ * the per-element arithmetic in float32. Each element is updated on its own, so the result does not
+ * depend on the thread count (a run is bitwise reproducible on one machine and build).
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct forge_adamw_options {
+  float lr;           /* learning rate, finite, >= 0 */
+  float beta1;        /* first-moment decay, in [0, 1) */
+  float beta2;        /* second-moment decay, in [0, 1) */
+  float eps;          /* added to sqrt(v_hat), finite, > 0 */
+  float weight_decay; /* decoupled: p -= lr * weight_decay * p; finite, >= 0 */
+} forge_adamw_options;
+
+/* Sum of squares of grads [n] in float64 (for global-norm clipping across tensors: add the results of
+ * several calls, take the square root). Fixed-size blocks summed in order, so the value does not depend
+ * on the thread count. FORGE_ERR_NON_FINITE (naming the first bad index) when grads hold NaN or Inf;
+ * *out is then 0. `grads` may be NULL when n = 0. */
+FORGE_API forge_status forge_grad_sq_norm(int64_t n, const float* grads, double* out);
+
+/* One AdamW step over params, m, v [n] (updated in place) with grads [n] (read only).
+ * step is the 1-based step count of this update (it sets the bias corrections); grad_scale (finite,
+ * >= 0) multiplies the gradients first, for clipping. The four arrays must not overlap; pointers may be
+ * NULL when n = 0. Every argument is checked before anything is written: on any error params, m and v
+ * are untouched. FORGE_ERR_NON_FINITE names the first index whose grads[i] * grad_scale is NaN or Inf.
+ * m and v are trusted state: they are not checked (NaN there gives NaN parameters, never a crash). */
+FORGE_API forge_status forge_adamw_step(int64_t n, float* params, const float* grads, float* m, float* v,
+                                        int64_t step, float grad_scale, const forge_adamw_options* options);
+
+/* ------------------------------------------------------------------------------------------------
+ * Dense linear algebra
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef enum forge_transpose {
+  FORGE_NO_TRANS = 0,
+  FORGE_TRANS = 1
+} forge_transpose;
+
+/* C [m, n] = alpha * op(A) op(B) + beta * C, single precision, multi-threaded.
+ * op(A) [m, k] is A stored [m, k] (FORGE_NO_TRANS, lda >= k) or the transpose of A stored [k, m]
+ * (FORGE_TRANS, lda >= m); op(B) [k, n] likewise from B stored [k, n] (ldb >= n) or [n, k] (ldb >= k).
+ * ldc >= n. beta = 0 does not read C. alpha and beta must be finite; C must not overlap A or B.
+ * Each element of C is computed by one thread in a fixed order: the result does not depend on the
+ * thread count. */
+FORGE_API forge_status forge_gemm(forge_transpose trans_a, forge_transpose trans_b, int64_t m, int64_t n, int64_t k,
+                                  float alpha, const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+                                  float* c, int64_t ldc);
+
+/* ------------------------------------------------------------------------------------------------
+ * Nano policy model
+ *
+ * A decoder-only transformer on the kernels above, over a prefix-tree batch (contract 1): node i has
+ * token tokens[i], RoPE position positions[i] (the depth, for a tree from forge_prefix_tree_build)
+ * and attends to its ancestors-or-self (parent / subtree_end, contract 2).
+ *   x = tok_embeddings[tokens]
+ *   per layer: x += wo . attention(rope(wq . rmsnorm(x)), rope(wk . rmsnorm(x)), wv . rmsnorm(x))
+ *              x += w_down . (silu(w_gate . rmsnorm(x)) * (w_up . rmsnorm(x)))
+ *   logits = rmsnorm(x) . output   (output = tok_embeddings^T when tied)
+ * rmsnorm(x) = x / sqrt(mean(x^2) + norm_eps) * weight. RoPE is the rotate-half (GPT-NeoX / Llama-HF)
+ * form: in each head, element i < head_dim/2 pairs with i + head_dim/2 and the pair turns by
+ * position * rope_theta^(-2i / head_dim). Attention scale 1/sqrt(head_dim); grouped-query: query head
+ * h reads kv head h / (num_heads / num_kv_heads).
+ *
+ * All parameters live in one flat float32 buffer of forge_model_num_params floats, a concatenation
+ * of named tensors (forge_model_param_info), in this order:
+ *   tok_embeddings [vocab, dim]
+ *   layers.<l>.attn_norm [dim], layers.<l>.attn.wq [dim, heads*head_dim],
+ *   layers.<l>.attn.wk [dim, kv_heads*head_dim], layers.<l>.attn.wv [dim, kv_heads*head_dim],
+ *   layers.<l>.attn.wo [heads*head_dim, dim], layers.<l>.mlp_norm [dim],
+ *   layers.<l>.mlp.w_gate [dim, ffn], layers.<l>.mlp.w_up [dim, ffn], layers.<l>.mlp.w_down [ffn, dim]
+ *   norm [dim]
+ *   output [dim, vocab]                      (absent when tied_embeddings)
+ * Matrices are [in, out] (y = x W), the transpose of a torch.nn.Linear weight. Rank-1 tensors are
+ * the RMSNorm gains (conventionally exempt from weight decay).
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct forge_model_config {
+  int32_t vocab_size;      /* >= 1 */
+  int32_t dim;             /* >= 1, model width */
+  int32_t num_layers;      /* >= 0 */
+  int32_t num_heads;       /* >= 1 query heads */
+  int32_t num_kv_heads;    /* >= 1, divides num_heads */
+  int32_t head_dim;        /* even, 2..1024 */
+  int32_t ffn_dim;         /* >= 1, SwiGLU hidden width */
+  int32_t tied_embeddings; /* 0: separate output head; 1: logits = rmsnorm(x) tok_embeddings^T */
+  float rope_theta;        /* > 0, finite */
+  float norm_eps;          /* > 0, finite */
+} forge_model_config;
+
+/* Longest tensor name forge_model_param_info writes, with its terminating NUL. */
+#define FORGE_MODEL_MAX_NAME 64
+
+/* Validates the config and gives the number of floats in the parameter buffer. Every model function
+ * validates its config the same way (FORGE_ERR_INVALID_ARGUMENT naming the field). */
+FORGE_API forge_status forge_model_num_params(const forge_model_config* config, int64_t* count);
+
+/* Number of named tensors in the parameter buffer: 9 per layer + 2, + 1 when untied. */
+FORGE_API forge_status forge_model_param_count(const forge_model_config* config, int32_t* count);
+
+/* Tensor `index` (0 <= index < forge_model_param_count): its name (NUL-terminated, into `name` of
+ * `name_capacity` bytes; FORGE_MODEL_MAX_NAME always suffices), its offset in floats into the
+ * parameter buffer, its rank (1 or 2) and shape (shape[1] = 1 for rank 1). Any output may be NULL. */
+FORGE_API forge_status forge_model_param_info(const forge_model_config* config, int32_t index, char* name,
+                                              int64_t name_capacity, int64_t* offset, int32_t* rank,
+                                              int64_t shape[2]);
+
+/* Writes a fresh parameter buffer, deterministic in `seed` (the same on every machine and thread
+ * count): every matrix normal with std 0.02, except the residual projections (wo, w_down), whose std
+ * is 0.02 / sqrt(2 num_layers) (GPT-2); every norm gain 1. */
+FORGE_API forge_status forge_model_init(const forge_model_config* config, uint64_t seed, float* params);
+
+/* Logits [num_nodes, vocab] of every node. tokens [N] in [0, vocab), positions [N] >= 0, and the tree
+ * (parent, subtree_end) [N] in DFS pre-order as forge_tree_validate checks. N >= 1. */
+FORGE_API forge_status forge_model_forward(const forge_model_config* config, const float* params, int64_t num_nodes,
+                                           const int32_t* tokens, const int32_t* positions, const int32_t* parent,
+                                           const int32_t* subtree_end, float* logits);
+
+/* One training step's loss and gradient over a prefix-tree batch: the forward above, the policy loss
+ * of forge_cispo_loss on its logits (terms as there: term_node [J] in [0, N), term_target [J] in
+ * [0, vocab), finite term_old_logprob / term_advantage [J]; `options` selects CISPO, PPO-clip or
+ * cross-entropy and Z), then the backward through every layer.
+ * grads [num_params] is overwritten with d loss / d params. logprobs_out [J] (may be NULL) receives
+ * logp_j; stats (may be NULL) as forge_cispo_loss. Memory: O(N (dim + ffn) num_layers + N vocab). */
+FORGE_API forge_status forge_model_loss_backward(const forge_model_config* config, const float* params,
+                                                 int64_t num_nodes, const int32_t* tokens, const int32_t* positions,
+                                                 const int32_t* parent, const int32_t* subtree_end,
+                                                 int64_t num_terms, const int32_t* term_node,
+                                                 const int32_t* term_target, const float* term_old_logprob,
+                                                 const float* term_advantage, const forge_cispo_options* options,
+                                                 float* grads, float* logprobs_out, forge_cispo_stats* stats);
 
 #ifdef __cplusplus
 }
