@@ -12,7 +12,7 @@ FORGE_API int forge_cuda_device_count(const char** reason) {
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
     cudaGetLastError();  // clear the sticky error so later calls start clean
-    if (reason) *reason = cudaGetErrorString(err);
+    if (reason) *reason = cudaGetErrorString(err);  // e.g. no driver: "CUDA driver version is insufficient"
     return 0;
   }
   if (count == 0 && reason) *reason = "the CUDA runtime found no device";
