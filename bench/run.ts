@@ -20,6 +20,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   'prefix-tree': () => import('./prefix-tree.bench.js'),
   'tree-attention': () => import('./tree-attention.bench.js'),
   cispo: () => import('./cispo.bench.js'),
+  optimizer: () => import('./optimizer.bench.js'),
 };
 
 function table(section: BenchSection): string {
