@@ -2,6 +2,7 @@
 // (test/reference/adamw.ts) over many steps on fresh random inputs, plus argument checking in the TS
 // layer and in the native one. The seed is printed in every failure; FORGE_TEST_SEED=<seed> replays it.
 import { afterEach, describe, expect, it } from 'vitest';
+import { gauss, seededRun } from './helpers/random.js';
 
 import { addon, setNumThreads } from '../lib/native.js';
 import {
@@ -21,26 +22,7 @@ import {
   type ReferenceAdamWState,
 } from './reference/adamw.js';
 
-const seed =
-  process.env.FORGE_TEST_SEED !== undefined ? Number(process.env.FORGE_TEST_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-let streams = 0;
-
-/** mulberry32, one independent stream per call. */
-function makeRng(): () => number {
-  let a = (seed + 0x9e3779b9 * ++streams) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const gauss = (rand: () => number) => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-
-function fail(message: string): never {
-  throw new Error(`${message} (seed ${seed}: rerun with FORGE_TEST_SEED=${seed})`);
-}
+const { seed, rng: makeRng, fail } = seededRun();
 
 /** |actual - expected| <= atol + rtol |expected| everywhere. */
 function expectClose(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol: number) {

@@ -4,6 +4,7 @@
 // gateway relies on, streaming parse against parse, and malformed completions turned into errors.
 // The seed is printed in every failure; rerun one with FORGE_TEST_SEED=<seed>.
 import { describe, expect, it } from 'vitest';
+import { seededRun } from './helpers/random.js';
 
 import {
   assistantIds,
@@ -42,10 +43,7 @@ import {
 import { referenceCanonicalJson, referenceRender } from './reference/chatTemplate.js';
 import { wellFormed } from './reference/utf8.js';
 
-const seed = runSeed();
-let streams = 0;
-const rng = () => makeRng(seed + 0x9e3779b9 * ++streams);
-const why = (what: string) => `${what} (seed ${seed}: rerun with FORGE_TEST_SEED=${seed})`;
+const { seed, rng, why } = seededRun();
 
 const cat = (...parts: ArrayLike<number>[]) => parts.flatMap((p) => Array.from(p));
 /** Ids from pieces: a string is its bytes, a number a token id. */

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { seededRun } from './helpers/random.js';
 
 import {
   CheckpointError,
@@ -21,22 +22,7 @@ import { AdamW, paramGroups } from '../lib/model/optimizer.js';
 import { bf16ToF32, f16ToF32 } from '../lib/model/safetensors.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const seed =
-  process.env.FORGE_TEST_SEED !== undefined ? Number(process.env.FORGE_TEST_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-let streams = 0;
-function makeRng(): () => number {
-  let a = (seed + 0x9e3779b9 * ++streams) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-function fail(message: string): never {
-  throw new Error(`${message} (seed ${seed}: rerun with FORGE_TEST_SEED=${seed})`);
-}
+const { seed, rng: makeRng, fail } = seededRun();
 function expectBitwise(what: string, actual: Float32Array, expected: Float32Array) {
   if (actual.length !== expected.length) fail(`${what}: length ${actual.length}, expected ${expected.length}`);
   const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { gauss, seededRun } from './helpers/random.js';
 
 import {
   cispoLoss,
@@ -22,28 +23,7 @@ import {
   type ReferenceOptions,
 } from './reference/cispo.js';
 
-const seed =
-  process.env.FORGE_TEST_SEED !== undefined
-    ? Number(process.env.FORGE_TEST_SEED) >>> 0
-    : (Math.random() * 2 ** 32) >>> 0;
-let streams = 0;
-
-/** mulberry32, one independent stream per call (so tests do not depend on each other's draws). */
-function makeRng(): () => number {
-  let a = (seed + 0x9e3779b9 * ++streams) >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const gauss = (rand: () => number) => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
-
-function fail(message: string): never {
-  throw new Error(`${message} (seed ${seed}: rerun with FORGE_TEST_SEED=${seed})`);
-}
+const { seed, rng: makeRng, fail } = seededRun();
 function near(actual: number, expected: number, tol: number, what: string): void {
   if (!(Math.abs(actual - expected) <= tol)) fail(`${what}: got ${actual}, expected ${expected} ± ${tol}`);
 }
@@ -173,6 +153,23 @@ describe('cispoLoss against the float64 reference', () => {
     for (let j = 0; j < c.terms.node.length; j++) pairs.add(`${c.terms.node[j]}:${c.terms.target[j]}`);
     expect(pairs.size).toBeLessThan(c.terms.node.length);
     checkAgainstReference(cispoLoss(c.logits, c.V, c.terms, options), c, options, 'coverage case');
+  });
+
+  it('cross-entropy: weight 1 on every term, nothing clipped, A = 1 gives the token-level mean of -logp', () => {
+    for (const V of [7, 1000]) {
+      // Ratios far outside any clip range: cross-entropy must ignore them (and the eps options).
+      const rand = makeRng();
+      const c = makeCase(rand, { N: 12, V, J: 40, ratios: () => [0.01, 1, 50][Math.floor(rand() * 3)] });
+      const options: CispoOptions = { mode: 'cross-entropy', epsLow: 0.2, epsHigh: 0.2 };
+      const result = cispoLoss(c.logits, V, c.terms, options);
+      checkAgainstReference(result, c, options, `cross-entropy, V=${V}`);
+      expect(result.stats.clipFracHigh + result.stats.clipFracLow).toBe(0);
+      const ones = { ...c.terms, advantage: new Float32Array(40).fill(1) };
+      const ce = cispoLoss(c.logits, V, ones, { mode: 'cross-entropy' });
+      const ref = referencePolicyLoss(c.logits, V, ones, referenceOptions({ mode: 'cross-entropy' }));
+      const meanNll = -ref.logprobs.reduce((a, b) => a + b, 0) / 40;
+      near(ce.loss, meanNll, 1e-6 * Math.abs(meanNll), `cross-entropy mean NLL, V=${V}`);
+    }
   });
 
   it('stays accurate with logits offset by +-1e4 (online max)', () => {
@@ -434,7 +431,7 @@ describe('cispoLoss argument checks', () => {
       [{ 5: new Float32Array(1) }, RangeError, /^advantage: expected length 3/],
       [{ 4: new Int32Array(3) }, TypeError, /^oldLogprob: expected a Float32Array/],
       [{ 0: new Float32Array(V + 1) }, RangeError, /not a multiple of vocabSize/],
-      [{ 6: 2 }, RangeError, /^mode/],
+      [{ 6: 3 }, RangeError, /^mode/],
       [{ 12: new Float32Array(5) }, RangeError, /^out: expected length 21/],
       [{ 13: undefined }, TypeError, /^async: expected a boolean/],
     ];

@@ -2,25 +2,15 @@
 // model (embeddings -> tree attention -> linear head -> CISPO) is run once on the merged tree and once
 // per sample on the unmerged sequences; loss, dlogits and dQ/dK/dV must agree to 1e-5 relative.
 import { describe, expect, it } from 'vitest';
+import { gauss, seededRun } from './helpers/random.js';
 
 import { treeAttention, treeAttentionBackward } from '../lib/attention.js';
 import { cispoLoss } from '../lib/cispo.js';
 import { buildPrefixTree, gatherToSamples, scatterFromSamples, type Sample } from '../lib/prefixTree.js';
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const seed = (Date.now() ^ (process.pid << 8)) >>> 0;
-const rand = mulberry32(seed);
-const randn = () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+const { seed, rng } = seededRun();
+const rand = rng();
+const randn = () => gauss(rand);
 const randInt = (n: number) => Math.floor(rand() * n);
 
 const VOCAB = 37;

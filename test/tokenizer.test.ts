@@ -2,6 +2,7 @@
 // (test/reference/utf8.ts) and the platform's TextDecoder, on fresh random text and byte sequences.
 // The seed is printed in every failure; rerun one with FORGE_TEST_SEED=<seed>.
 import { describe, expect, it } from 'vitest';
+import { seededRun } from './helpers/random.js';
 
 import {
   BYTE_TOKENS,
@@ -21,10 +22,7 @@ import { chance, int, makeRng, pick, randomText, runSeed, type Rng } from './hel
 import { SPECIAL_IDS } from './reference/chatTemplate.js';
 import { codePoints, utf8Encode, utf8Of, wellFormed } from './reference/utf8.js';
 
-const seed = runSeed();
-let streams = 0;
-const rng = () => makeRng(seed + 0x9e3779b9 * ++streams);
-const why = (what: string) => `${what} (seed ${seed}: rerun with FORGE_TEST_SEED=${seed})`;
+const { seed, rng, why } = seededRun();
 
 /** The platform's WHATWG decoder, keeping a leading BOM: the independent reference for decoding. */
 const platform = (bytes: ArrayLike<number>) => new TextDecoder('utf-8', { ignoreBOM: true }).decode(Uint8Array.from(bytes));

@@ -3,25 +3,9 @@
 // characters), nested JSON values, tool schemas, and multi-turn tool-calling conversations.
 import type { AssistantMessage, ChatMessage, ToolDefinition } from '../../lib/model/chatTemplate.js';
 
-export type Rng = () => number;
+import type { Rng } from './random.js';
 
-/** The seed of this test run: FORGE_TEST_SEED when set (to replay a failure), else fresh. */
-export function runSeed(): number {
-  const env = process.env.FORGE_TEST_SEED;
-  return env !== undefined ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-}
-
-/** mulberry32, uniform in [0, 1). */
-export function makeRng(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { makeRng, runSeed, type Rng } from './random.js';
 
 export const int = (rand: Rng, lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
 export const pick = <T>(rand: Rng, items: readonly T[]): T => items[Math.floor(rand() * items.length)];

@@ -6,23 +6,7 @@ export interface Tree {
   subtreeEnd: Int32Array;
 }
 
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-export function makeRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** The seed of this test run: FORGE_TEST_SEED when set (to replay a failure), else fresh. */
-export function runSeed(): number {
-  const env = process.env.FORGE_TEST_SEED;
-  return env !== undefined ? Number(env) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-}
+export { makeRng, runSeed } from './random.js';
 
 /** subtreeEnd from parent, for a forest already in DFS pre-order (children after their parent). */
 export function subtreeEndOf(parent: Int32Array): Int32Array {

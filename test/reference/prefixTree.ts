@@ -155,22 +155,7 @@ export function referenceTreeIsValid(parent: ArrayLike<number>, subtreeEnd: Arra
 
 // ---- random inputs shared by the prefix-tree tests ---------------------------------------------
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed from its printed seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** The seed of this test run: FORGE_TEST_SEED when set, else fresh. */
-export function testSeed(): number {
-  const env = process.env.FORGE_TEST_SEED;
-  return env !== undefined ? Number(env) >>> 0 : Math.floor(Math.random() * 2 ** 32);
-}
+export { makeRng as seededRandom, runSeed as testSeed } from '../helpers/random.js';
 
 export interface RandomBatchOptions {
   vocabSize: number;
