@@ -1,5 +1,5 @@
-// The CISPO policy-gradient loss (contract 3), and PPO-clip through the same kernel, over the logits
-// rows of a prefix tree: a thin typed wrapper of forge_cispo_loss. Arguments are checked here first
+// The CISPO policy-gradient loss (contract 3), and PPO-clip and supervised cross-entropy through the
+// same kernel, over the logits rows of a prefix tree: a thin typed wrapper of forge_cispo_loss. Arguments are checked here first
 // (TypeError / RangeError naming the argument); the logits themselves are checked finite by the
 // kernel, in the pass that reads them anyway.
 import { KernelErrorCode, rangeError, typeError } from './errors.js';
@@ -22,8 +22,11 @@ export interface CispoOptions {
   /**
    * 'cispo' (default): loss = -(1/Z) sum_j sg(clip(r_j, 1 - epsLow, 1 + epsHigh)) A_j logp_j.
    * 'ppo-clip': loss = -(1/Z) sum_j min(r_j A_j, clip(r_j, 1 - epsLow, 1 + epsHigh) A_j).
+   * 'cross-entropy': loss = -(1/Z) sum_j A_j logp_j (supervised: weight 1 on every term, A = 1 gives
+   *   token-level cross-entropy; epsLow / epsHigh are ignored, the clip fractions are 0, oldLogprob
+   *   only feeds meanRatio).
    */
-  mode?: 'cispo' | 'ppo-clip';
+  mode?: 'cispo' | 'ppo-clip' | 'cross-entropy';
   /** Lower clip 1 - epsLow, >= 0 (Infinity: none). Default: Infinity for CISPO (as MiniMax-M1), 0.2 for PPO. */
   epsLow?: number;
   /** Upper clip 1 + epsHigh, >= 0 (Infinity: none). Default: 4 for CISPO (ratio cap 5), 0.2 for PPO. */
@@ -75,7 +78,8 @@ const CISPO_EPS_HIGH = 4;
 // PPO-clip: the usual symmetric 0.2.
 const PPO_EPS = 0.2;
 
-const MODES = { cispo: 0, 'ppo-clip': 1 } as const;
+const MODES = { cispo: 0, 'ppo-clip': 1, 'cross-entropy': 2 } as const;
+const MODE_NAMES = "'cispo', 'ppo-clip' or 'cross-entropy'";
 const NON_FINITE = KernelErrorCode.NON_FINITE;
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -124,8 +128,8 @@ function prepare(logits: unknown, vocabSize: unknown, terms: unknown, options: u
     throw typeError(`options: expected an object, got ${typeof options}`);
   const o = (options ?? {}) as Record<string, unknown>;
   const mode = o.mode ?? 'cispo';
-  if (typeof mode !== 'string') throw typeError(`options.mode: expected 'cispo' or 'ppo-clip', got ${typeof mode}`);
-  if (!Object.hasOwn(MODES, mode)) throw rangeError(`options.mode: expected 'cispo' or 'ppo-clip', got '${mode}'`);
+  if (typeof mode !== 'string') throw typeError(`options.mode: expected ${MODE_NAMES}, got ${typeof mode}`);
+  if (!Object.hasOwn(MODES, mode)) throw rangeError(`options.mode: expected ${MODE_NAMES}, got '${mode}'`);
   const ppo = mode === 'ppo-clip';
   const epsLow = epsilon('options.epsLow', o.epsLow, ppo ? PPO_EPS : CISPO_EPS_LOW);
   const epsHigh = epsilon('options.epsHigh', o.epsHigh, ppo ? PPO_EPS : CISPO_EPS_HIGH);

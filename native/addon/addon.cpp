@@ -9,6 +9,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   forge::addon::register_prefix_tree(env, exports);
   forge::addon::register_attention(env, exports);
   forge::addon::register_cispo(env, exports);
+  forge::addon::register_model(env, exports);
+  forge::addon::register_optimizer(env, exports);
   return exports;
 }
 

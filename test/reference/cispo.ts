@@ -3,7 +3,7 @@
 // the gradient is accumulated term by term from its definition. It shares nothing with the kernel
 // but the formulas.
 
-export type PolicyMode = 'cispo' | 'ppo-clip';
+export type PolicyMode = 'cispo' | 'ppo-clip' | 'cross-entropy';
 
 export interface ReferenceTerms {
   node: ArrayLike<number>;
@@ -83,13 +83,18 @@ export function referencePolicyLoss(
     const n = terms.node[j], y = terms.target[j], A = terms.advantage[j];
     const logp = logSoftmax[n][y];
     const r = Math.exp(logp - terms.oldLogprob[j]);
-    const w = clip(r, options.epsLow, options.epsHigh);
+    // Cross-entropy weighs every term 1 and clips nothing.
+    const ce = options.mode === 'cross-entropy';
+    const w = ce ? 1 : clip(r, options.epsLow, options.epsHigh);
     logprobs[j] = logp;
     ratios[j] = r;
     weights[j] = w;
     // d loss_j / d logp_j, negated: the coefficient c_j of -(1/Z) c_j (onehot(y) - softmax).
     let c: number;
-    if (options.mode === 'cispo') {
+    if (ce) {
+      loss += (-A * logp) / Z;
+      c = A;
+    } else if (options.mode === 'cispo') {
       loss += (-w * A * logp) / Z;
       c = w * A;
     } else {
@@ -105,14 +110,15 @@ export function referencePolicyLoss(
     }
     ratioSum += r;
     logpSum += logp;
-    if (r > 1 + options.epsHigh) high++;
-    if (r < 1 - options.epsLow) low++;
+    const above = !ce && r > 1 + options.epsHigh, below = !ce && r < 1 - options.epsLow;
+    if (above) high++;
+    if (below) low++;
     if (A > 0) {
       pos++;
-      if (r > 1 + options.epsHigh) posHigh++;
+      if (above) posHigh++;
     } else if (A < 0) {
       neg++;
-      if (r < 1 - options.epsLow) negLow++;
+      if (below) negLow++;
     }
   }
 

@@ -358,13 +358,14 @@ FORGE_API forge_status forge_model_param_info(const forge_model_config* config, 
                                               int64_t name_capacity, int64_t* offset, int32_t* rank,
                                               int64_t shape[2]);
 
-/* Writes a fresh parameter buffer, deterministic in `seed` (the same on every machine and thread
- * count): every matrix normal with std 0.02, except the residual projections (wo, w_down), whose std
- * is 0.02 / sqrt(2 num_layers) (GPT-2); every norm gain 1. */
+/* Writes a fresh parameter buffer, deterministic in `seed` (independent of the thread count; each
+ * tensor draws from its own stream): every matrix normal with std 0.02, except the residual
+ * projections (wo, w_down), whose std is 0.02 / sqrt(2 num_layers) (GPT-2); every norm gain 1. */
 FORGE_API forge_status forge_model_init(const forge_model_config* config, uint64_t seed, float* params);
 
 /* Logits [num_nodes, vocab] of every node. tokens [N] in [0, vocab), positions [N] >= 0, and the tree
- * (parent, subtree_end) [N] in DFS pre-order as forge_tree_validate checks. N >= 1. */
+ * (parent, subtree_end) [N] in DFS pre-order as forge_tree_validate checks. N >= 1. The parameters
+ * must be finite (FORGE_ERR_NON_FINITE names the tensor and element of the first that is not). */
 FORGE_API forge_status forge_model_forward(const forge_model_config* config, const float* params, int64_t num_nodes,
                                            const int32_t* tokens, const int32_t* positions, const int32_t* parent,
                                            const int32_t* subtree_end, float* logits);
@@ -382,6 +383,88 @@ FORGE_API forge_status forge_model_loss_backward(const forge_model_config* confi
                                                  const int32_t* term_target, const float* term_old_logprob,
                                                  const float* term_advantage, const forge_cispo_options* options,
                                                  float* grads, float* logprobs_out, forge_cispo_stats* stats);
+
+/* ------------------------------------------------------------------------------------------------
+ * Inference engine — a KV pool, attention over slot paths, and the incremental forward
+ *
+ * The KV pool holds, per layer, K and V [capacity, num_kv_heads, head_dim] float32. A slot is one
+ * token's keys and values at every layer. The prefix cache (a trie over token ids, kept by the
+ * caller) gives each cached token a slot, so sequences sharing a prefix share slots; the context of
+ * a token is the path of slots from the root of its sequence to itself. Calls that read a slot while
+ * another call writes it race: the caller serialises work on one pool (the engine runs one step at a
+ * time).
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef struct forge_kv_pool forge_kv_pool; /* opaque */
+
+typedef struct forge_kv_pool_layout {
+  int64_t capacity;      /* slots */
+  int32_t num_layers;
+  int32_t num_kv_heads;
+  int32_t head_dim;
+  int64_t bytes;         /* memory held by K and V */
+} forge_kv_pool_layout;
+
+/* A zero-filled pool for models of `config` (its layer count, kv heads and head dim; the config is
+ * validated as forge_model_num_params does). 1 <= capacity < 2^31. FORGE_ERR_OUT_OF_MEMORY when the
+ * 2 * capacity * num_layers * num_kv_heads * head_dim floats cannot be allocated. On FORGE_OK, *out
+ * owns a pool to release with forge_kv_pool_free. */
+FORGE_API forge_status forge_kv_pool_create(const forge_model_config* config, int64_t capacity, forge_kv_pool** out);
+/* Releases a pool (NULL is a no-op). */
+FORGE_API void forge_kv_pool_free(forge_kv_pool* pool);
+FORGE_API forge_status forge_kv_pool_info(const forge_kv_pool* pool, forge_kv_pool_layout* info);
+
+typedef struct forge_path_attention_shape {
+  int64_t num_queries;  /* M >= 1 */
+  int64_t num_slots;    /* rows of k and v, >= 1, < 2^31 */
+  int32_t num_heads;    /* Hq >= 1 */
+  int32_t num_kv_heads; /* Hkv >= 1, divides Hq (query head h reads kv head h / (Hq / Hkv)) */
+  int32_t head_dim;     /* D in [1, 1024] (FORGE_ERR_UNSUPPORTED above) */
+  float scale;          /* finite <= 0 or NaN selects 1/sqrt(D); +-Inf is FORGE_ERR_NON_FINITE */
+} forge_path_attention_shape;
+
+/* Attention of each query over a list of slots. q [M, Hq, D]; k and v [num_slots, Hkv, D] (one
+ * layer of a pool, or any array). Query i attends to the slots paths[path_offset[i] ..
+ * path_offset[i] + path_len[i]) (a slot listed twice counts twice). Queries of one sequence share one
+ * path array and take prefixes of it, so memory stays linear in the context.
+ *   paths [num_path_entries], every entry in [0, num_slots) (all entries are checked);
+ *   path_offset [M] >= 0, path_len [M] >= 0, path_offset[i] + path_len[i] <= num_path_entries.
+ * Writes O [M, Hq, D] and LSE [M, Hq] (natural log of sum exp(scale q.k)); a query with path_len 0
+ * gets o = 0, lse = -inf (the empty state of forge_merge_states). Each output row is computed in a
+ * fixed order over its own path, so it does not depend on the other queries or the thread count.
+ * Values are not checked: a NaN or Inf in q, k or v reaches only the rows that read it. */
+FORGE_API forge_status forge_path_attention(const forge_path_attention_shape* shape, const float* q, const float* k,
+                                            const float* v, const int32_t* paths, int64_t num_path_entries,
+                                            const int64_t* path_offset, const int32_t* path_len, float* o,
+                                            float* lse);
+
+/* The tokens of one incremental step (several sequences at once: prefill chunks and decode tokens). */
+typedef struct forge_extend_batch {
+  int64_t num_tokens;          /* M >= 1, < 2^31 */
+  const int32_t* tokens;       /* [M] in [0, vocab) */
+  const int32_t* positions;    /* [M] >= 0, the RoPE positions */
+  const int32_t* slots;        /* [M] distinct, in [0, capacity): where token i writes its K and V */
+  const int32_t* paths;        /* [num_path_entries], slots in [0, capacity) */
+  int64_t num_path_entries;    /* >= 1 */
+  const int64_t* path_offset;  /* [M] token i attends to paths[path_offset[i] .. + path_len[i]) */
+  const int32_t* path_len;     /* [M] >= 1; the path ends with the token's own slot:
+                                  paths[path_offset[i] + path_len[i] - 1] == slots[i] */
+  int64_t num_logit_rows;      /* R >= 0 */
+  const int32_t* logit_rows;   /* [R] tokens in [0, M) whose logits are wanted (NULL when R = 0) */
+} forge_extend_batch;
+
+/* Runs the M new tokens through the model (forge.h "Nano policy model"), reading the context's K/V
+ * from the pool and writing each new token's K/V into its slot at every layer, then computes the
+ * logits [R, vocab] of the rows asked for. Per layer, all M tokens' K/V are written before any of
+ * them attends, so a path may name slots written in this same call (a prefill chunk reads its own
+ * earlier tokens). A token's logits equal forge_model_forward's for the same token on its root path
+ * (up to float rounding) when every slot on the path holds K/V computed with the same parameters.
+ * The pool must match the config (layers, kv heads, head dim). Every argument is checked before
+ * anything is written; params are not checked for finiteness (non-finite parameters give non-finite
+ * logits). On FORGE_ERR_OUT_OF_MEMORY the slots of this call may hold garbage; no other slot is
+ * touched. */
+FORGE_API forge_status forge_model_extend(const forge_model_config* config, const float* params, forge_kv_pool* pool,
+                                          const forge_extend_batch* batch, float* logits);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,6 @@
 // The parts of the policy-gradient loss that do not touch the logits rows: argument validation, the
-// grouping of terms by node (CSR), the per-term CISPO / PPO-clip coefficient, the fixed row chunking
-// and the deterministic reduction of per-chunk statistics. Shared by the fused kernel
+// grouping of terms by node (CSR), the per-term CISPO / PPO-clip / cross-entropy coefficient, the
+// fixed row chunking and the deterministic reduction of per-chunk statistics. Shared by the fused kernel
 // (kernels/cispo_loss.cpp) and its benchmark baseline (kernels/cispo_two_pass_baseline.cpp), so both
 // compute the same thing and differ only in how they read the logits.
 #pragma once
@@ -82,9 +82,10 @@ inline forge_status validate_policy_args(const PolicyLossArgs& a, PolicyParams& 
   }
   if (!a.options) return fail(FORGE_ERR_INVALID_ARGUMENT, "options: null pointer");
   const forge_cispo_options& o = *a.options;
-  if (o.mode != FORGE_PG_CISPO && o.mode != FORGE_PG_PPO_CLIP)
-    return fail(FORGE_ERR_INVALID_ARGUMENT, "options.mode: expected FORGE_PG_CISPO (0) or FORGE_PG_PPO_CLIP (1), got " +
-                                                std::to_string(static_cast<int>(o.mode)));
+  if (o.mode != FORGE_PG_CISPO && o.mode != FORGE_PG_PPO_CLIP && o.mode != FORGE_PG_CROSS_ENTROPY)
+    return fail(FORGE_ERR_INVALID_ARGUMENT,
+                "options.mode: expected FORGE_PG_CISPO (0), FORGE_PG_PPO_CLIP (1) or FORGE_PG_CROSS_ENTROPY (2), got " +
+                    std::to_string(static_cast<int>(o.mode)));
   // +inf is a valid epsilon (no bound on that side); NaN and negatives are not.
   if (std::isnan(o.eps_low)) return fail(FORGE_ERR_NON_FINITE, "options.eps_low: expected a number >= 0, got nan");
   if (o.eps_low < 0)
@@ -115,6 +116,10 @@ inline forge_status validate_policy_args(const PolicyLossArgs& a, PolicyParams& 
   p.mode = o.mode;
   p.lo = 1.0 - static_cast<double>(o.eps_low);
   p.hi = 1.0 + static_cast<double>(o.eps_high);
+  if (o.mode == FORGE_PG_CROSS_ENTROPY) {  // nothing is clipped: the clip fractions stay 0
+    p.lo = -std::numeric_limits<double>::infinity();
+    p.hi = std::numeric_limits<double>::infinity();
+  }
   const double z = o.normalizer > 0 ? o.normalizer : static_cast<double>(a.num_terms);
   p.inv_z = z > 0 ? 1.0 / z : 0.0;  // no terms: nothing is normalised
   return FORGE_OK;
@@ -160,6 +165,7 @@ struct TermValue {
 inline TermValue policy_term(const PolicyParams& p, double logp, double old_logprob, double adv) {
   const double r = std::exp(logp - old_logprob);
   const double clipped = std::min(std::max(r, p.lo), p.hi);
+  if (p.mode == FORGE_PG_CROSS_ENTROPY) return {-adv * logp, adv, r};  // weight 1: d/dlogp (A logp) = A
   if (p.mode == FORGE_PG_CISPO) {
     // w = clip(r) is a stop-gradient weight: d/dlogp (w A logp) = w A.
     if (adv == 0) return {0.0, 0.0, r};
