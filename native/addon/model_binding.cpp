@@ -15,13 +15,9 @@
 #include <string>
 #include <vector>
 
-#include "binding.hpp"
+#include <forge/forge_bench.h>
 
-// The GEMM benchmark baseline (kernels/gemm_naive_baseline.cpp). Declared here rather than in
-// forge_bench.h, which another kernel family owns; it has the same arguments as forge_gemm.
-extern "C" forge_status forge_bench_gemm_naive(forge_transpose trans_a, forge_transpose trans_b, int64_t m, int64_t n,
-                                               int64_t k, float alpha, const float* a, int64_t lda, const float* b,
-                                               int64_t ldb, float beta, float* c, int64_t ldc);
+#include "binding.hpp"
 
 namespace forge::addon {
 

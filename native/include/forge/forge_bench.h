@@ -28,6 +28,12 @@ FORGE_API forge_status forge_bench_cispo_two_pass(int64_t num_rows, int64_t voca
 FORGE_API forge_status forge_bench_cispo_fused_workspace(int64_t num_rows, int64_t vocab_size, int64_t num_terms,
                                                          int64_t* workspace_bytes);
 
+/* Benchmark baseline for forge_gemm: same arguments, computed the textbook way (one dot product per
+ * element of C, no blocking or packing). */
+FORGE_API forge_status forge_bench_gemm_naive(forge_transpose trans_a, forge_transpose trans_b, int64_t m, int64_t n,
+                                              int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                                              int64_t ldb, float beta, float* c, int64_t ldc);
+
 #ifdef __cplusplus
 }
 #endif

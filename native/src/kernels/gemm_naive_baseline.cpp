@@ -4,17 +4,13 @@
 // Not part of the stable API (a forge_bench.h kind of symbol; declared where it is used, in
 // addon/model_binding.cpp, since forge_bench.h belongs to another kernel family).
 #include <forge/forge.h>
+#include <forge/forge_bench.h>
 
 #include <cstdint>
 #include <string>
 
 #include "common/error.hpp"
 #include "common/thread_pool.hpp"
-
-extern "C" FORGE_API forge_status forge_bench_gemm_naive(forge_transpose trans_a, forge_transpose trans_b, int64_t m,
-                                                         int64_t n, int64_t k, float alpha, const float* a,
-                                                         int64_t lda, const float* b, int64_t ldb, float beta,
-                                                         float* c, int64_t ldc);
 
 extern "C" FORGE_API forge_status forge_bench_gemm_naive(forge_transpose trans_a, forge_transpose trans_b, int64_t m,
                                                          int64_t n, int64_t k, float alpha, const float* a,
