@@ -21,6 +21,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   'tree-attention': () => import('./tree-attention.bench.js'),
   cispo: () => import('./cispo.bench.js'),
   optimizer: () => import('./optimizer.bench.js'),
+  model: () => import('./model.bench.js'),
 };
 
 function table(section: BenchSection): string {

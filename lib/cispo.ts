@@ -124,6 +124,20 @@ function prepare(logits: unknown, vocabSize: unknown, terms: unknown, options: u
       throw rangeError(`terms.advantage[${j}]: expected a finite number, got ${advantage[j]}`, NON_FINITE);
   }
 
+  const { mode, epsLow, epsHigh, normalizer, grad, inPlace } = resolveLossOptions(options);
+  return [z, V, node, target, oldLogprob, advantage, mode, epsLow, epsHigh, normalizer, grad, inPlace];
+}
+
+/** The loss options as the kernels take them: checked, defaults filled in, the mode as forge_pg_mode's
+ * value and Z = 0 for "the number of terms". Shared by cispoLoss and the nano policy's lossAndGrad. */
+export function resolveLossOptions(options: unknown): {
+  mode: number;
+  epsLow: number;
+  epsHigh: number;
+  normalizer: number;
+  grad: boolean;
+  inPlace: boolean;
+} {
   if (options !== undefined && !isObject(options))
     throw typeError(`options: expected an object, got ${typeof options}`);
   const o = (options ?? {}) as Record<string, unknown>;
@@ -145,8 +159,7 @@ function prepare(logits: unknown, vocabSize: unknown, terms: unknown, options: u
   const grad = flag('options.grad', o.grad, true);
   const inPlace = flag('options.inPlace', o.inPlace, false);
   if (inPlace && !grad) throw rangeError('options.inPlace: writes dlogits, so it needs grad: true');
-  const modeId = MODES[mode as keyof typeof MODES];
-  return [z, V, node, target, oldLogprob, advantage, modeId, epsLow, epsHigh, normalizer, grad, inPlace];
+  return { mode: MODES[mode as keyof typeof MODES], epsLow, epsHigh, normalizer, grad, inPlace };
 }
 
 /**

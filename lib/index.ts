@@ -1,6 +1,17 @@
 // forge-rl's public TypeScript API.
 export { nativeInfo, setNumThreads, type NativeInfo } from './native.js';
 export { KernelErrorCode, type CodedError } from './errors.js';
+
+// Kernels (contracts 1-3).
 export * from './prefixTree.js';
 export * from './attention.js';
 export * from './cispo.js';
+
+// The nano policy: model, tokenizer and chat template, optimizer, checkpoints.
+export { NanoPolicy, defaultConfig, type NanoPolicyConfig, type LossAndGrad } from './model/policy.js';
+export * as tokenizer from './model/tokenizer.js';
+export * as chatTemplate from './model/chatTemplate.js';
+export { nanoChatTemplate, type ChatTemplate, type ChatMessage, type ToolDefinition } from './model/chatTemplate.js';
+export { AdamW, paramGroups, adamwStep, gradSqNorm } from './model/optimizer.js';
+export { saveCheckpoint, loadCheckpoint, saveTrainingState, loadTrainingState } from './model/checkpoint.js';
+export { CheckpointError, CheckpointErrorCode } from './model/safetensors.js';

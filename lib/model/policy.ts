@@ -4,7 +4,7 @@
 // lives in one flat Float32Array (see paramInfo for the named tensors), so optimizers and checkpoints
 // work on plain buffers. Arguments are validated here first (TypeError / RangeError naming the
 // argument, with a `code` from errors.ts); the C ABI re-checks everything it reads.
-import type { CispoStats, PolicyLossTerms } from '../cispo.js';
+import { resolveLossOptions, type CispoStats, type PolicyLossTerms } from '../cispo.js';
 import { KernelErrorCode, rangeError, typeError } from '../errors.js';
 import { addon } from '../native.js';
 import { validateTree } from '../prefixTree.js';
@@ -108,9 +108,6 @@ export interface LossAndGrad {
 
 const MAX_SIZE = 2 ** 24;
 const INT32_MAX = 2 ** 31 - 1;
-// Same defaults as lib/cispo.ts (its reasons are there): CISPO no lower bound, ratio cap 5; PPO 0.2.
-const MODES = { cispo: 0, 'ppo-clip': 1, 'cross-entropy': 2 } as const;
-const MODE_NAMES = "'cispo', 'ppo-clip' or 'cross-entropy'";
 const NON_FINITE = KernelErrorCode.NON_FINITE;
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -150,24 +147,8 @@ function checkConfig(config: unknown): NanoPolicyConfig {
 }
 
 function lossOptions(options: unknown): [number, number, number, number] {
-  if (options !== undefined && !isObject(options))
-    throw typeError(`options: expected an object, got ${typeof options}`);
-  const o = (options ?? {}) as Record<string, unknown>;
-  const mode = o.mode ?? 'cispo';
-  if (typeof mode !== 'string') throw typeError(`options.mode: expected ${MODE_NAMES}, got ${typeof mode}`);
-  if (!Object.hasOwn(MODES, mode)) throw rangeError(`options.mode: expected ${MODE_NAMES}, got '${mode}'`);
-  const ppo = mode === 'ppo-clip';
-  const eps = (name: string, value: unknown, fallback: number) => {
-    if (value === undefined) return fallback;
-    if (typeof value !== 'number') throw typeError(`${name}: expected a number, got ${typeof value}`);
-    if (Number.isNaN(value)) throw rangeError(`${name}: expected a number >= 0, got NaN`, NON_FINITE);
-    if (value < 0) throw rangeError(`${name}: expected a number >= 0, got ${value}`);
-    return value;
-  };
-  const epsLow = eps('options.epsLow', o.epsLow, ppo ? 0.2 : Infinity);
-  const epsHigh = eps('options.epsHigh', o.epsHigh, ppo ? 0.2 : 4);
-  const normalizer = o.normalizer === undefined ? 0 : positiveFinite('options.normalizer', o.normalizer);
-  return [MODES[mode as keyof typeof MODES], epsLow, epsHigh, normalizer];
+  const { mode, epsLow, epsHigh, normalizer } = resolveLossOptions(options);
+  return [mode, epsLow, epsHigh, normalizer];
 }
 
 /** A nano policy of one configuration. Holds no weights: parameters are passed to every call. */
