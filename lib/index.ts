@@ -13,5 +13,6 @@ export * as tokenizer from './model/tokenizer.js';
 export * as chatTemplate from './model/chatTemplate.js';
 export { nanoChatTemplate, type ChatTemplate, type ChatMessage, type ToolDefinition } from './model/chatTemplate.js';
 export { AdamW, paramGroups, adamwStep, gradSqNorm } from './model/optimizer.js';
+export { PolicyTrainer, type TrainerOptions, type TrainStepResult } from './model/trainer.js';
 export { saveCheckpoint, loadCheckpoint, saveTrainingState, loadTrainingState } from './model/checkpoint.js';
 export { CheckpointError, CheckpointErrorCode } from './model/safetensors.js';
