@@ -11,6 +11,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   forge::addon::register_cispo(env, exports);
   forge::addon::register_model(env, exports);
   forge::addon::register_optimizer(env, exports);
+  forge::addon::register_engine(env, exports);
   return exports;
 }
 

@@ -21,6 +21,7 @@ void register_attention(Napi::Env env, Napi::Object exports);
 void register_cispo(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_optimizer(Napi::Env env, Napi::Object exports);
+void register_engine(Napi::Env env, Napi::Object exports);
 
 // Throws a JS TypeError with `code` set (C++ exceptions are on in the addon).
 [[noreturn]] void throw_type_error(Napi::Env env, const std::string& message);
