@@ -22,6 +22,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   cispo: () => import('./cispo.bench.js'),
   optimizer: () => import('./optimizer.bench.js'),
   model: () => import('./model.bench.js'),
+  engine: () => import('./engine.bench.js'),
 };
 
 function table(section: BenchSection): string {

@@ -16,3 +16,7 @@ export { AdamW, paramGroups, adamwStep, gradSqNorm } from './model/optimizer.js'
 export { PolicyTrainer, type TrainerOptions, type TrainStepResult } from './model/trainer.js';
 export { saveCheckpoint, loadCheckpoint, saveTrainingState, loadTrainingState } from './model/checkpoint.js';
 export { CheckpointError, CheckpointErrorCode } from './model/safetensors.js';
+
+// The inference engine: KV slot pool, prefix cache, continuous batching.
+export * as engine from './engine/index.js';
+export { NanoEngine } from './engine/index.js';

@@ -64,6 +64,14 @@ ArrayArg<T> optional_array_arg(Napi::Env env, Napi::Value value, const char* nam
 
 int64_t int_arg(Napi::Env env, Napi::Value value, const char* name, int64_t min, int64_t max);
 double number_arg(Napi::Env env, Napi::Value value, const char* name);
+bool bool_arg(Napi::Env env, Napi::Value value, const char* name);
+
+// A nano policy config object { vocabSize, dim, numLayers, numHeads, numKvHeads, headDim, ffnDim,
+// tiedEmbeddings, ropeTheta, normEps } (as lib/model/policy.ts passes it); the C ABI checks the values.
+forge_model_config config_arg(Napi::Env env, Napi::Value value);
+
+// Throws the JS error of a failed status (with forge_last_error's message); returns on FORGE_OK.
+void check(Napi::Env env, forge_status status);
 
 // Runs `compute` (a kernel call returning forge_status) either now, or on a libuv worker thread when
 // `async` is true. On success `result` builds the JS value on the main thread; the sync form returns

@@ -37,11 +37,6 @@ Napi::Object stats_object(Napi::Env env, const forge_cispo_stats& s) {
   return o;
 }
 
-bool bool_arg(Napi::Env env, Napi::Value value, const char* name) {
-  if (!value.IsBoolean()) throw_type_error(env, std::string(name) + ": expected a boolean");
-  return value.As<Napi::Boolean>().Value();
-}
-
 Napi::Value policy_loss(const Napi::CallbackInfo& call, bool baseline) {
   Napi::Env env = call.Env();
   auto logits = array_arg<float>(env, call[0], "logits");

@@ -22,37 +22,6 @@ namespace {
 
 constexpr int64_t kInt32Max = 2147483647;
 
-void check(Napi::Env env, forge_status status) {
-  if (status != FORGE_OK) throw status_error(env, status, forge_last_error());
-}
-
-bool bool_arg(Napi::Env env, Napi::Value value, const char* name) {
-  if (!value.IsBoolean()) throw_type_error(env, std::string(name) + ": expected a boolean");
-  return value.As<Napi::Boolean>().Value();
-}
-
-// The model config object (as lib/model/policy.ts passes it); the C ABI checks the values.
-forge_model_config config_arg(Napi::Env env, Napi::Value value) {
-  if (!value.IsObject()) throw_type_error(env, "config: expected an object");
-  Napi::Object o = value.As<Napi::Object>();
-  auto i32 = [&](const char* key) {
-    return static_cast<int32_t>(
-        int_arg(env, o.Get(key), (std::string("config.") + key).c_str(), -kInt32Max - 1, kInt32Max));
-  };
-  forge_model_config c{};
-  c.vocab_size = i32("vocabSize");
-  c.dim = i32("dim");
-  c.num_layers = i32("numLayers");
-  c.num_heads = i32("numHeads");
-  c.num_kv_heads = i32("numKvHeads");
-  c.head_dim = i32("headDim");
-  c.ffn_dim = i32("ffnDim");
-  c.tied_embeddings = bool_arg(env, o.Get("tiedEmbeddings"), "config.tiedEmbeddings") ? 1 : 0;
-  c.rope_theta = static_cast<float>(number_arg(env, o.Get("ropeTheta"), "config.ropeTheta"));
-  c.norm_eps = static_cast<float>(number_arg(env, o.Get("normEps"), "config.normEps"));
-  return c;
-}
-
 // The pool handle and who may use it. An extend marks it busy (one at a time: its slots would race);
 // free() while busy only marks it, and the extend frees it when done.
 struct PoolState {

@@ -12,11 +12,6 @@ namespace forge::addon {
 
 namespace {
 
-bool bool_arg(Napi::Env env, Napi::Value value, const char* name) {
-  if (!value.IsBoolean()) throw_type_error(env, std::string(name) + ": expected a boolean");
-  return value.As<Napi::Boolean>().Value();
-}
-
 Napi::Value grad_sq_norm(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
   auto grads = array_arg<float>(env, call[0], "grads");
