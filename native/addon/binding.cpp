@@ -120,6 +120,20 @@ forge_model_config config_arg(Napi::Env env, Napi::Value value) {
   return c;
 }
 
+Napi::Object stats_object(Napi::Env env, const forge_cispo_stats& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("meanRatio", s.mean_ratio);
+  o.Set("clipFracHigh", s.clip_frac_high);
+  o.Set("clipFracLow", s.clip_frac_low);
+  o.Set("clipFracPositiveAdv", s.clip_frac_pos_adv);
+  o.Set("clipFracNegativeAdv", s.clip_frac_neg_adv);
+  o.Set("meanEntropy", s.mean_entropy);
+  o.Set("meanLogprob", s.mean_logprob);
+  o.Set("numTerms", static_cast<double>(s.num_terms));
+  o.Set("numRows", static_cast<double>(s.num_rows));
+  return o;
+}
+
 void check(Napi::Env env, forge_status status) {
   if (status != FORGE_OK) throw status_error(env, status, forge_last_error());
 }

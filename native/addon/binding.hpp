@@ -70,6 +70,9 @@ bool bool_arg(Napi::Env env, Napi::Value value, const char* name);
 // tiedEmbeddings, ropeTheta, normEps } (as lib/model/policy.ts passes it); the C ABI checks the values.
 forge_model_config config_arg(Napi::Env env, Napi::Value value);
 
+// The CISPO statistics as a JS object (lib/cispo.ts's CispoStats).
+Napi::Object stats_object(Napi::Env env, const forge_cispo_stats& s);
+
 // Throws the JS error of a failed status (with forge_last_error's message); returns on FORGE_OK.
 void check(Napi::Env env, forge_status status);
 

@@ -23,20 +23,6 @@ struct CispoCall {
   int64_t workspace_bytes = 0;
 };
 
-Napi::Object stats_object(Napi::Env env, const forge_cispo_stats& s) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("meanRatio", s.mean_ratio);
-  o.Set("clipFracHigh", s.clip_frac_high);
-  o.Set("clipFracLow", s.clip_frac_low);
-  o.Set("clipFracPositiveAdv", s.clip_frac_pos_adv);
-  o.Set("clipFracNegativeAdv", s.clip_frac_neg_adv);
-  o.Set("meanEntropy", s.mean_entropy);
-  o.Set("meanLogprob", s.mean_logprob);
-  o.Set("numTerms", static_cast<double>(s.num_terms));
-  o.Set("numRows", static_cast<double>(s.num_rows));
-  return o;
-}
-
 Napi::Value policy_loss(const Napi::CallbackInfo& call, bool baseline) {
   Napi::Env env = call.Env();
   auto logits = array_arg<float>(env, call[0], "logits");

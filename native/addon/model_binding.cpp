@@ -31,20 +31,6 @@ int64_t num_params(Napi::Env env, const forge_model_config& c) {
   return count;
 }
 
-Napi::Object stats_object(Napi::Env env, const forge_cispo_stats& s) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("meanRatio", s.mean_ratio);
-  o.Set("clipFracHigh", s.clip_frac_high);
-  o.Set("clipFracLow", s.clip_frac_low);
-  o.Set("clipFracPositiveAdv", s.clip_frac_pos_adv);
-  o.Set("clipFracNegativeAdv", s.clip_frac_neg_adv);
-  o.Set("meanEntropy", s.mean_entropy);
-  o.Set("meanLogprob", s.mean_logprob);
-  o.Set("numTerms", static_cast<double>(s.num_terms));
-  o.Set("numRows", static_cast<double>(s.num_rows));
-  return o;
-}
-
 // A JS value kept alive until an async result callback returns it.
 std::function<Napi::Value(Napi::Env)> returning(Napi::Value value) {
   auto ref = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(value));
