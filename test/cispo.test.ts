@@ -238,7 +238,7 @@ describe('cispoLoss against the float64 reference', () => {
     same(cispoLoss(c.logits, c.V, c.terms), base, 'one thread'); // bitwise: chunking does not depend on threads
   });
 
-  it('the AVX2 and baseline code paths (FORGE_LOSS_VECTOR_WIDTH = 8, 4) match the reference too', () => {
+  it('the AVX2 and baseline code paths (FORGE_VECTOR_WIDTH = 8, 4) match the reference too', () => {
     // The vector width is fixed per process, so the narrower paths run in child processes.
     const specs = [
       { spec: { N: 9, V: 4099, J: 40, offset: 50, avoid: [0.8, 1.28] }, options: { epsLow: 0.2, epsHigh: 0.28 } },
@@ -270,7 +270,7 @@ describe('cispoLoss against the float64 reference', () => {
       process.stdout.write(JSON.stringify(out));`;
     const root = join(dirname(fileURLToPath(import.meta.url)), '..');
     for (const width of ['8', '4']) {
-      const env = { ...process.env, FORGE_LOSS_VECTOR_WIDTH: width };
+      const env = { ...process.env, FORGE_VECTOR_WIDTH: width };
       const argv = ['--input-type=module', '-e', child, root];
       const run = spawnSync(process.execPath, argv, { input: payload, encoding: 'utf8', env });
       if (run.status !== 0) fail(`width ${width} child failed: ${run.stderr}`);

@@ -144,7 +144,7 @@ describe('gemm against a float64 reference', () => {
     check(p, copy.c, 'naive');
   });
 
-  it('the AVX2 and baseline paths (FORGE_GEMM_VECTOR_WIDTH = 8, 4) match the reference too', () => {
+  it('the AVX2 and baseline paths (FORGE_VECTOR_WIDTH = 8, 4) match the reference too', () => {
     const rand = makeRng();
     const problems = [problem(rand, 0, 0, 50, 70, 300, 3, 1, 0.5), problem(rand, 1, 1, 19, 45, 33), problem(rand, 0, 1, 200, 100, 20)];
     const payload = JSON.stringify(problems.map((p) => ({ ...p, a: Array.from(p.a), b: Array.from(p.b), c: Array.from(p.c) })));
@@ -162,7 +162,7 @@ describe('gemm against a float64 reference', () => {
       process.stdout.write(JSON.stringify(out));`;
     const root = join(dirname(fileURLToPath(import.meta.url)), '..');
     for (const width of ['8', '4']) {
-      const env = { ...process.env, FORGE_GEMM_VECTOR_WIDTH: width };
+      const env = { ...process.env, FORGE_VECTOR_WIDTH: width };
       const result = spawnSync(process.execPath, ['--input-type=module', '-e', child, root], { input: payload, encoding: 'utf8', env });
       if (result.status !== 0) fail(`width ${width} child failed: ${result.stderr}`);
       (JSON.parse(result.stdout) as number[][]).forEach((c, i) => check(problems[i], c, `width ${width}, problem ${i}`));

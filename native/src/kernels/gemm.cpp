@@ -18,6 +18,7 @@
 
 #include "common/error.hpp"
 #include "common/thread_pool.hpp"
+#include "common/vector_width.hpp"
 #include "linalg/gemm.hpp"
 #include "linalg/gemm_kernel.hpp"
 
@@ -123,8 +124,8 @@ FORGE_GEMM_INLINE void run_tiles(const GemmArgs& g, const Plan& plan, int64_t be
 
 using TileFn = void (*)(const GemmArgs&, const Plan&, int64_t, int64_t, float*, float*);
 
-// ---- Width dispatch (as loss/online_logsumexp.hpp does it, with its own override variable) ----------
-#if defined(FORGE_TARGET_CLONES) && defined(__x86_64__) && !defined(__clang__)
+// ---- Width dispatch (common/vector_width.hpp picks the width; each width's tiles get its ISA) -------
+#if FORGE_RUNTIME_WIDTH
 __attribute__((target("arch=x86-64-v4"))) void tiles_w16(const GemmArgs& g, const Plan& p, int64_t b, int64_t e,
                                                          float* pa, float* pb) {
   run_tiles<16>(g, p, b, e, pa, pb);
@@ -136,33 +137,10 @@ __attribute__((target("arch=x86-64-v3"))) void tiles_w8(const GemmArgs& g, const
 void tiles_w4(const GemmArgs& g, const Plan& p, int64_t b, int64_t e, float* pa, float* pb) {
   run_tiles<4>(g, p, b, e, pa, pb);
 }
-
-// The widest width the CPU runs, capped by FORGE_GEMM_VECTOR_WIDTH (4 or 8) so that tests can reach
-// the narrower paths on a wide machine.
-int gemm_vector_width() {
-  static const int width = [] {
-    __builtin_cpu_init();
-    int w = __builtin_cpu_supports("x86-64-v4") ? 16 : __builtin_cpu_supports("x86-64-v3") ? 8 : 4;
-    if (const char* cap = std::getenv("FORGE_GEMM_VECTOR_WIDTH")) {
-      const int c = std::atoi(cap);
-      if (c == 4 || c == 8) w = std::min(w, c);
-    }
-    return w;
-  }();
-  return width;
-}
 #else
-#if defined(__AVX512F__)
-constexpr int kNativeWidth = 16;
-#elif defined(__AVX2__)
-constexpr int kNativeWidth = 8;
-#else
-constexpr int kNativeWidth = 4;
-#endif
 void tiles_native(const GemmArgs& g, const Plan& p, int64_t b, int64_t e, float* pa, float* pb) {
   run_tiles<kNativeWidth>(g, p, b, e, pa, pb);
 }
-int gemm_vector_width() { return kNativeWidth; }
 #endif
 
 template <int W>
@@ -183,8 +161,8 @@ void run_width(const GemmArgs& g, TileFn fn) {
 }
 
 void dispatch(const GemmArgs& g) {
-#if defined(FORGE_TARGET_CLONES) && defined(__x86_64__) && !defined(__clang__)
-  switch (gemm_vector_width()) {
+#if FORGE_RUNTIME_WIDTH
+  switch (cpu_vector_width()) {
     case 16: return run_width<16>(g, tiles_w16);
     case 8: return run_width<8>(g, tiles_w8);
     default: return run_width<4>(g, tiles_w4);

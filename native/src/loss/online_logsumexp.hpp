@@ -19,6 +19,8 @@
 #include <limits>
 #include <utility>
 
+#include "common/vector_width.hpp"
+
 #if !defined(__GNUC__)
 #error "the forge loss kernels need GCC or Clang vector extensions"
 #endif
@@ -262,7 +264,7 @@ FORGE_LOSS_INLINE void rescale_exps(const float* e, const float* block_max, floa
 // Kernel is a struct with `template <int W> static void run(Args...)` (always inline). In the portable
 // x86-64 build (FORGE_TARGET_CLONES) each width is compiled for its ISA and picked once per process;
 // elsewhere the compiler's own target decides.
-#if defined(FORGE_TARGET_CLONES) && defined(__x86_64__) && !defined(__clang__)
+#if FORGE_RUNTIME_WIDTH
 template <class Kernel, class... Args>
 __attribute__((target("arch=x86-64-v4"))) void run_w16(Args&&... args) {
   Kernel::template run<16>(std::forward<Args>(args)...);
@@ -275,20 +277,6 @@ template <class Kernel, class... Args>
 void run_w4(Args&&... args) {
   Kernel::template run<4>(std::forward<Args>(args)...);
 }
-// The widest width the CPU runs, capped by FORGE_LOSS_VECTOR_WIDTH (4 or 8) so that tests can reach
-// the narrower code paths on a wide machine.
-inline int cpu_vector_width() {
-  static const int width = [] {
-    __builtin_cpu_init();
-    int w = __builtin_cpu_supports("x86-64-v4") ? 16 : __builtin_cpu_supports("x86-64-v3") ? 8 : 4;
-    if (const char* cap = std::getenv("FORGE_LOSS_VECTOR_WIDTH")) {
-      const int c = std::atoi(cap);
-      if (c == 4 || c == 8) w = c < w ? c : w;
-    }
-    return w;
-  }();
-  return width;
-}
 template <class Kernel, class... Args>
 void dispatch_width(Args&&... args) {
   switch (cpu_vector_width()) {
@@ -298,13 +286,6 @@ void dispatch_width(Args&&... args) {
   }
 }
 #else
-#if defined(__AVX512F__)
-constexpr int kNativeWidth = 16;
-#elif defined(__AVX2__)
-constexpr int kNativeWidth = 8;
-#else
-constexpr int kNativeWidth = 4;
-#endif
 template <class Kernel, class... Args>
 void dispatch_width(Args&&... args) {
   Kernel::template run<kNativeWidth>(std::forward<Args>(args)...);
