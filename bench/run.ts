@@ -23,6 +23,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   optimizer: () => import('./optimizer.bench.js'),
   model: () => import('./model.bench.js'),
   engine: () => import('./engine.bench.js'),
+  scheduler: () => import('./scheduler.bench.js'),
 };
 
 function table(section: BenchSection): string {
