@@ -1,0 +1,217 @@
+// One agent request, protocol-independent: checks the session's concurrency limit, runs its n choices
+// on the upstream (each choice is its own call), forwards their deltas, and records every call with
+// its place in the session's call tree before the answer is sent. The protocol plugins
+// (openaiChat.ts, anthropicMessages.ts) only translate shapes around it.
+import { randomBytes } from 'node:crypto';
+import type { ChatMessage, ParsedToolCall, ToolDefinition } from '../model/chatTemplate.js';
+import { GatewayError, GatewayErrorCode, gatewayError, type Protocol } from './errors.js';
+import type { CallRecord, CallRecorder } from './recorder.js';
+import type { Session } from './sessions.js';
+import type { SamplingParams, Upstream, UpstreamEvent, UpstreamResult } from './upstream.js';
+
+export interface GatewayLimits {
+  /** Request body bytes at most. Default 8 MiB. */
+  bodyBytes: number;
+  /** Requests one session may have in flight. Default 8. */
+  maxConcurrentCalls: number;
+  /** max_tokens at most. Default 4096. */
+  maxCompletionTokens: number;
+  /** Choices per request (n) at most. Default 8. */
+  maxChoices: number;
+  /** An upstream call longer than this is aborted and fails with 504. Default 10 minutes. */
+  callTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<GatewayLimits> = Object.freeze({
+  bodyBytes: 8 * 1024 * 1024,
+  maxConcurrentCalls: 8,
+  maxCompletionTokens: 4096,
+  maxChoices: 8,
+  callTimeoutMs: 600_000,
+});
+
+export interface ChatRequest {
+  protocol: Protocol;
+  model: string;
+  messages: ChatMessage[];
+  tools?: ToolDefinition[];
+  toolChoice: 'auto' | 'none';
+  sampling: SamplingParams;
+  n: number;
+  /** The body as the agent sent it (recorded). */
+  raw: unknown;
+}
+
+export type IssuedToolCall = ParsedToolCall & { id: string };
+
+/** A delta of one choice; tool calls carry the id the gateway gave them. */
+export type ChoiceEvent =
+  | Exclude<UpstreamEvent, { type: 'tool_call' }>
+  | { type: 'tool_call'; index: number; call: IssuedToolCall };
+
+export interface ChoiceOutcome {
+  callId: string;
+  result: UpstreamResult;
+  toolCalls: IssuedToolCall[];
+  finishReason: 'stop' | 'length' | 'tool_calls' | 'abort';
+}
+
+export interface GatewayContext {
+  upstream: Upstream;
+  recorder: CallRecorder;
+  limits: GatewayLimits;
+}
+
+const TOOL_ID_PREFIX: Record<Protocol, string> = { openai: 'call_', anthropic: 'toolu_' };
+
+/** Runs a request's choices; throws GatewayError (nothing recorded only for errors before the upstream ran). */
+export async function runChat(
+  ctx: GatewayContext,
+  session: Session,
+  req: ChatRequest,
+  onEvent: (choice: number, event: ChoiceEvent) => void,
+  clientSignal: AbortSignal,
+): Promise<ChoiceOutcome[]> {
+  if (req.n > ctx.limits.maxChoices)
+    throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `n: at most ${ctx.limits.maxChoices} choices, got ${req.n}`, 'n');
+  const maxTokens = req.sampling.maxTokens;
+  if (maxTokens !== undefined && maxTokens > ctx.limits.maxCompletionTokens)
+    throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
+      `max_tokens: at most ${ctx.limits.maxCompletionTokens}, got ${maxTokens}`, 'max_tokens');
+  if (session.inFlight >= ctx.limits.maxConcurrentCalls)
+    throw gatewayError(GatewayErrorCode.TOO_MANY_CONCURRENT,
+      `session ${session.info.id} already has ${session.inFlight} requests in flight (limit ${ctx.limits.maxConcurrentCalls})`);
+  session.inFlight++;
+  const receivedAt = Date.now();
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, ctx.limits.callTimeoutMs);
+  const onClientAbort = () => controller.abort();
+  clientSignal.addEventListener('abort', onClientAbort, { once: true });
+  if (clientSignal.aborted) controller.abort();
+  const messages = restoreToolArguments(session, req.messages);
+  try {
+    const ids = Array.from({ length: req.n }, () => `call_${randomBytes(9).toString('base64url')}`);
+    const settled = await Promise.allSettled(ids.map(async (callId, choice) => {
+      const issued: IssuedToolCall[] = [];
+      const sampling = { ...req.sampling };
+      // Distinct choices of one seeded request: seed, seed+1, ... (reproducible, not identical).
+      if (sampling.seed !== undefined && choice > 0) sampling.seed += choice;
+      const result = await ctx.upstream.complete(
+        { model: req.model, messages, tools: req.tools, sampling, signal: controller.signal },
+        (e) => {
+          if (e.type === 'tool_call') {
+            if (req.toolChoice === 'none') return; // not sent: see notes in the record
+            const call = { ...e.call, id: `${TOOL_ID_PREFIX[req.protocol]}${callId.slice(5)}_${e.index}` };
+            issued.push(call);
+            onEvent(choice, { type: 'tool_call', index: e.index, call });
+          } else onEvent(choice, e);
+        },
+      );
+      return { result, issued };
+    }));
+    // A request the upstream rejected as bad (4xx: e.g. a tool message answering no call) is the
+    // agent's error, not a call: nothing is recorded.
+    for (const s of settled)
+      if (s.status === 'rejected' && s.reason instanceof GatewayError && s.reason.status < 500) throw s.reason;
+    // Link every choice against the tree as it was before this request: siblings share a parent.
+    const outcomes: ChoiceOutcome[] = [];
+    const records: CallRecord[] = [];
+    let failure: GatewayError | undefined;
+    settled.forEach((s, choice) => {
+      const callId = ids[choice];
+      const base = { id: callId, sessionId: session.info.id, protocol: req.protocol, request: req.raw, choice };
+      if (s.status === 'rejected') {
+        const err = s.reason instanceof GatewayError ? s.reason
+          : gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `upstream: ${(s.reason as Error)?.message ?? String(s.reason)}`);
+        failure ??= err;
+        records.push({
+          ...base, status: 'failed', error: `${err.code}: ${err.message}`, trainable: false, notTrainableReason: 'the call failed',
+          toolCalls: [], parseErrors: [], link: session.tree.link(undefined),
+          timings: { receivedAt, admittedAt: null, firstTokenAt: null, doneAt: Date.now() },
+          usage: { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 },
+        });
+        return;
+      }
+      const { result: r, issued } = s.value;
+      const aborted = r.finishReason === 'abort';
+      if (aborted && timedOut) failure ??= gatewayError(GatewayErrorCode.UPSTREAM_TIMEOUT, `the upstream did not finish within ${ctx.limits.callTimeoutMs} ms`);
+      for (const c of issued) session.toolArguments.set(c.id, c.argumentsText);
+      const finishReason = aborted ? 'abort' : issued.length > 0 && r.finishedTurn ? 'tool_calls' : r.finishReason;
+      outcomes.push({ callId, result: r, toolCalls: issued, finishReason });
+      const record: CallRecord = {
+        ...base,
+        status: aborted ? (timedOut ? 'failed' : 'aborted') : 'ok',
+        promptIds: r.promptIds, completionIds: r.completionIds, logprobs: r.logprobs, versions: r.versions,
+        trainable: r.trainable && !aborted,
+        finishReason, content: r.content, toolCalls: r.toolCalls.map((c, k) => ({ ...c, id: issued[k]?.id ?? '' })),
+        parseErrors: r.parseErrors,
+        link: session.tree.link(r.trainable ? r.promptIds : undefined),
+        timings: {
+          receivedAt,
+          admittedAt: receivedAt + r.timings.queueMs,
+          firstTokenAt: r.timings.firstTokenMs === null ? null : receivedAt + r.timings.firstTokenMs,
+          doneAt: receivedAt + r.timings.totalMs,
+        },
+        usage: { promptTokens: r.promptTokens, completionTokens: r.completionTokens, cachedPromptTokens: r.cachedPromptTokens },
+      };
+      if (aborted) record.error = timedOut ? 'timed out' : 'the client disconnected';
+      if (!r.trainable) record.notTrainableReason = r.notTrainableReason ?? 'the upstream returned no token ids';
+      else if (aborted) record.notTrainableReason = record.error;
+      if (r.reasoning !== undefined) record.reasoning = r.reasoning;
+      if (req.toolChoice === 'none' && r.toolCalls.length > 0)
+        record.notes = [`${r.toolCalls.length} tool call(s) produced under tool_choice "none" were not sent to the agent`];
+      records.push(record);
+    });
+    for (const rec of records)
+      if (rec.trainable && rec.promptIds && rec.completionIds) session.tree.add(rec.id, rec.promptIds, rec.completionIds);
+    session.calls += records.length;
+    for (const rec of records) await ctx.recorder.callRecorded(rec);
+    if (failure) throw failure;
+    return outcomes;
+  } finally {
+    clearTimeout(timer);
+    clientSignal.removeEventListener('abort', onClientAbort);
+    session.inFlight--;
+  }
+}
+
+/**
+ * Tool-call arguments the agent sends back are swapped for the exact text the model wrote when they
+ * are the same JSON (Anthropic clients send `input` objects; some OpenAI clients re-serialise), so
+ * the history renders to the same ids and the call continues its branch instead of forking.
+ */
+function restoreToolArguments(session: Session, messages: ChatMessage[]): ChatMessage[] {
+  if (session.toolArguments.size === 0) return messages;
+  return messages.map((m) => {
+    if (m.role !== 'assistant' || !m.tool_calls) return m;
+    return {
+      ...m,
+      tool_calls: m.tool_calls.map((c) => {
+        const original = c.id === undefined ? undefined : session.toolArguments.get(c.id);
+        if (original === undefined || c.function.arguments === original) return c;
+        const sent = typeof c.function.arguments === 'string' ? safeParse(c.function.arguments) : c.function.arguments;
+        return sameJson(sent, safeParse(original)) ? { ...c, function: { ...c.function, arguments: original } } : c;
+      }),
+    };
+  });
+}
+
+function safeParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return Symbol('unparseable');
+  }
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a), kb = Object.keys(b);
+  return ka.length === kb.length && ka.every((k) => sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}

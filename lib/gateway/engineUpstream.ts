@@ -1,0 +1,157 @@
+// The embedded-engine upstream: renders the conversation with a chat template, generates with a token
+// generator (the NanoEngine, or a scripted fake in tests), and parses the sampled ids back into
+// content, reasoning and tool calls with the template's streaming parser, so the streamed deltas and
+// the final result come from the same state machine (streaming == non-streaming by construction).
+import { nanoChatTemplate, type ChatTemplate } from '../model/chatTemplate.js';
+import type { ParseEvent } from '../model/chatParse.js';
+import type { GenerateOptions, Generation } from '../engine/types.js';
+import { GatewayErrorCode, gatewayError } from './errors.js';
+import type { ModelInfo, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
+
+/** What the upstream needs from an engine (NanoEngine satisfies it). */
+export interface TokenGenerator {
+  readonly version: number;
+  generate(promptIds: Int32Array, options?: GenerateOptions): Generation;
+}
+
+export interface EngineUpstreamOptions {
+  generator: TokenGenerator;
+  template?: ChatTemplate;
+  /** The model name served (any requested name is accepted). Default the template's name. */
+  model?: string;
+  /** Longest prompt accepted, in tokens. Default unlimited (the engine's own cache limit applies). */
+  maxPromptTokens?: number;
+}
+
+/**
+ * Holds back the content that could still become a stop string, so that a stream never sends text
+ * the final result trims. Other deltas flush it first, keeping the order of events.
+ */
+class StopHoldback {
+  private held = '';
+  private readonly keep: number;
+  constructor(private readonly stops: readonly string[], private readonly emit: (e: UpstreamEvent) => void) {
+    this.keep = stops.reduce((m, s) => Math.max(m, s.length), 0);
+  }
+  content(text: string): void {
+    if (this.keep === 0) return this.emit({ type: 'content', text });
+    this.held += text;
+    if (this.held.length > this.keep) {
+      this.emit({ type: 'content', text: this.held.slice(0, this.held.length - this.keep) });
+      this.held = this.held.slice(this.held.length - this.keep);
+    }
+  }
+  flush(trim: string | undefined): void {
+    let text = this.held;
+    if (trim !== undefined && text.endsWith(trim)) text = text.slice(0, text.length - trim.length);
+    this.held = '';
+    if (text) this.emit({ type: 'content', text });
+  }
+}
+
+export class EngineUpstream implements Upstream {
+  readonly name = 'engine';
+  private readonly generator: TokenGenerator;
+  private readonly template: ChatTemplate;
+  private readonly model: string;
+  private readonly maxPromptTokens: number;
+
+  constructor(options: EngineUpstreamOptions) {
+    this.generator = options.generator;
+    this.template = options.template ?? nanoChatTemplate;
+    this.model = options.model ?? this.template.name;
+    this.maxPromptTokens = options.maxPromptTokens ?? Infinity;
+  }
+
+  models(): ModelInfo[] {
+    return [{ id: this.model, ownedBy: 'forge-rl', version: this.generator.version }];
+  }
+
+  async complete(req: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult> {
+    const start = performance.now();
+    let promptIds: Int32Array;
+    try {
+      promptIds = this.template.render(req.messages, req.tools, { addGenerationPrompt: true });
+    } catch (e) {
+      // The template names the offending field (e.g. "messages[3].tool_call_id: ...").
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST, (e as Error).message, (e as Error).message.split(':', 1)[0]);
+    }
+    if (promptIds.length > this.maxPromptTokens)
+      throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
+        `the prompt has ${promptIds.length} tokens, more than the limit of ${this.maxPromptTokens}`, 'messages');
+    const stops = (req.sampling.stop ?? []).filter((s) => s.length > 0);
+    let generation: Generation;
+    try {
+      generation = this.generator.generate(promptIds, {
+        temperature: req.sampling.temperature,
+        topP: req.sampling.topP,
+        maxTokens: req.sampling.maxTokens,
+        seed: req.sampling.seed,
+        stop: [...this.template.stopTokens, ...stops],
+        signal: req.signal,
+      });
+    } catch (e) {
+      const err = e as Error;
+      if (err instanceof RangeError || err instanceof TypeError)
+        throw gatewayError(GatewayErrorCode.INVALID_REQUEST, err.message);
+      throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `engine: ${err.message}`);
+    }
+    const parser = this.template.createParser({ tools: req.tools });
+    const hold = new StopHoldback(stops, onEvent);
+    let firstTokenMs: number | null = null;
+    let toolIndex = 0;
+    const forward = (events: ParseEvent[]) => {
+      for (const e of events) {
+        if (e.type === 'content') hold.content(e.text);
+        else if (e.type === 'reasoning') {
+          hold.flush(undefined);
+          onEvent(e);
+        } else if (e.type === 'tool_call_end') {
+          hold.flush(undefined);
+          if (e.call) onEvent({ type: 'tool_call', index: toolIndex++, call: e.call });
+          else if (e.error) onEvent({ type: 'tool_call_error', error: e.error });
+        } else if (e.type === 'error') onEvent({ type: 'tool_call_error', error: e.error });
+      }
+    };
+    try {
+      for await (const t of generation) {
+        if (firstTokenMs === null) firstTokenMs = performance.now() - start;
+        onEvent({ type: 'token', token: t.token, logprob: t.logprob, version: t.version });
+        forward(parser.push(t.token));
+      }
+    } catch (e) {
+      throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `engine: ${(e as Error).message}`);
+    }
+    const r = await generation.result.catch((e: Error) => {
+      throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `engine: ${e.message}`);
+    });
+    forward(parser.close());
+    const parsed = parser.finish();
+    const stopSequence = typeof r.stoppedBy === 'string' ? r.stoppedBy : undefined;
+    hold.flush(stopSequence);
+    let content = parsed.content;
+    if (stopSequence !== undefined && content.endsWith(stopSequence)) content = content.slice(0, content.length - stopSequence.length);
+    const n = r.completionIds.length;
+    const complete = r.logprobs.length === n && r.versions.length === n;
+    const result: UpstreamResult = {
+      promptIds,
+      completionIds: r.completionIds,
+      logprobs: r.logprobs,
+      versions: r.versions,
+      trainable: complete,
+      finishReason: r.finishReason,
+      content,
+      toolCalls: parsed.toolCalls,
+      parseErrors: parsed.errors,
+      finishedTurn: parsed.finishedTurn,
+      promptTokens: r.promptTokens,
+      completionTokens: n,
+      cachedPromptTokens: r.cachedPromptTokens,
+      timings: { queueMs: r.timings.queueMs, firstTokenMs, totalMs: performance.now() - start },
+    };
+    if (!complete) result.notTrainableReason = `engine returned ${r.logprobs.length} logprobs and ${r.versions.length} versions for ${n} tokens`;
+    if (stopSequence !== undefined) result.stopSequence = stopSequence;
+    if (parsed.reasoning !== undefined) result.reasoning = parsed.reasoning;
+    return result;
+  }
+}

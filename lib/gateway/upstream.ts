@@ -1,0 +1,86 @@
+// The upstream interface: what the gateway needs from whatever produces completions (the embedded
+// engine, later an OpenAI-compatible server). Imports no implementation.
+//
+// An upstream takes the conversation (not token ids): a server like vLLM renders its own chat
+// template. It must give back the prompt and completion token ids, per-token logprobs and policy
+// versions; one that cannot returns `trainable: false` with the reason, and the gateway records the
+// call as not trainable. It never re-tokenizes text to make up ids.
+import type { ChatMessage, ParseError, ParsedToolCall, ToolDefinition } from '../model/chatTemplate.js';
+
+export interface SamplingParams {
+  temperature?: number;
+  topP?: number;
+  /** Completion tokens at most. */
+  maxTokens?: number;
+  /** Stop strings; the completion ends with one, and it is trimmed from the text returned. */
+  stop?: readonly string[];
+  seed?: number;
+}
+
+export interface UpstreamRequest {
+  /** The model name the agent asked for. */
+  model: string;
+  messages: readonly ChatMessage[];
+  tools?: readonly ToolDefinition[];
+  sampling: SamplingParams;
+  /** Aborted when the agent disconnects or the gateway times the call out. */
+  signal: AbortSignal;
+}
+
+/** Deltas of a completion as it is produced, in order (the same as the final result's fields). */
+export type UpstreamEvent =
+  | { type: 'token'; token: number; logprob: number; version: number }
+  | { type: 'content'; text: string }
+  | { type: 'reasoning'; text: string }
+  /** A well-formed tool call, complete (streamed whole so a malformed one is never half-sent). */
+  | { type: 'tool_call'; index: number; call: ParsedToolCall }
+  | { type: 'tool_call_error'; error: ParseError };
+
+export type UpstreamFinishReason = 'stop' | 'length' | 'abort';
+
+export interface UpstreamResult {
+  /** Token ids of the rendered prompt; absent when the upstream cannot return them. */
+  promptIds?: Int32Array;
+  completionIds?: Int32Array;
+  /** [completion length] per-token logprobs of the sampled tokens. */
+  logprobs?: Float64Array;
+  /** [completion length] policy version of each token. */
+  versions?: Int32Array;
+  /** False when any of the four arrays above is missing or incomplete; `notTrainableReason` says why. */
+  trainable: boolean;
+  notTrainableReason?: string;
+  finishReason: UpstreamFinishReason;
+  /** The stop string that ended the completion (trimmed from `content`). */
+  stopSequence?: string;
+  /** Text outside reasoning and tool calls, stop string trimmed. */
+  content: string;
+  reasoning?: string;
+  toolCalls: ParsedToolCall[];
+  /** Malformed tool calls and other format errors (a process-reward signal). */
+  parseErrors: ParseError[];
+  /** The completion ended its turn (an end token), rather than by length, stop string or abort. */
+  finishedTurn: boolean;
+  promptTokens: number;
+  completionTokens: number;
+  cachedPromptTokens: number;
+  /** Milliseconds from the call's start: admitted (left the upstream's queue), first token, done. */
+  timings: { queueMs: number; firstTokenMs: number | null; totalMs: number };
+}
+
+export interface ModelInfo {
+  id: string;
+  ownedBy: string;
+  /** Policy version of the weights now served. */
+  version?: number;
+}
+
+export interface Upstream {
+  readonly name: string;
+  models(): ModelInfo[];
+  /**
+   * Runs one completion; `onEvent` sees its deltas as they come. Rejects with a GatewayError for a
+   * bad request (400) or an upstream failure; an abort resolves with finishReason 'abort'.
+   */
+  complete(request: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult>;
+  close?(): Promise<void> | void;
+}
