@@ -20,3 +20,9 @@ export { CheckpointError, CheckpointErrorCode } from './model/safetensors.js';
 // The inference engine: KV slot pool, prefix cache, continuous batching.
 export * as engine from './engine/index.js';
 export { NanoEngine } from './engine/index.js';
+
+// The gateway (contract 6) and the scheduler with rewards (contracts 4, 5).
+export * as gateway from './gateway/index.js';
+export { createGateway, EngineUpstream, type Gateway, type GatewayOptions } from './gateway/index.js';
+export * as scheduler from './scheduler/index.js';
+export { WindowedFifoScheduler, RewardModel } from './scheduler/index.js';
