@@ -24,6 +24,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   model: () => import('./model.bench.js'),
   engine: () => import('./engine.bench.js'),
   scheduler: () => import('./scheduler.bench.js'),
+  pool: () => import('./pool.bench.js'),
 };
 
 function table(section: BenchSection): string {

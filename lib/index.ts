@@ -26,3 +26,7 @@ export * as gateway from './gateway/index.js';
 export { createGateway, EngineUpstream, type Gateway, type GatewayOptions } from './gateway/index.js';
 export * as scheduler from './scheduler/index.js';
 export { WindowedFifoScheduler, RewardModel } from './scheduler/index.js';
+
+// The data pool: durable trajectories, call trees and rewards (SQLite on disk, or in memory).
+export * as pool from './pool/index.js';
+export { SqliteStore, MemoryStore, type PoolStore } from './pool/index.js';
