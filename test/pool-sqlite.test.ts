@@ -22,9 +22,12 @@ let files = 0;
 const dbFile = () => join(tmp, `pool-${files++}.db`);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+// One fixed clock for both stores: default timestamps (an abandoned session's end) must not differ by
+// the millisecond that passes between the two stores' calls.
+const fixedNow = () => 1_795_000_000_000;
 const kinds: { name: string; make: () => Promise<PoolStore> }[] = [
-  { name: 'memory', make: async () => new MemoryStore({ owner: 'me' }) },
-  { name: 'sqlite', make: () => SqliteStore.open(dbFile(), { owner: 'me' }) },
+  { name: 'memory', make: async () => new MemoryStore({ owner: 'me', now: fixedNow }) },
+  { name: 'sqlite', make: () => SqliteStore.open(dbFile(), { owner: 'me', now: fixedNow }) },
 ];
 
 describe('pool contract: memory and SQLite agree on random operation sequences', () => {
