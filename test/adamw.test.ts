@@ -301,7 +301,9 @@ describe('AdamW (groups, clipping, schedule)', () => {
       const norm = referenceGlobalNorm(views);
       const expectedLr = referenceWarmupCosine(t, lr, warmupSteps, totalSteps, minLr);
       if (!(Math.abs(r.gradNorm - norm) <= 1e-12 * norm)) fail(`step ${t}: gradNorm ${r.gradNorm}, expected ${norm}`);
-      if (r.clipped !== norm > maxGradNorm) fail(`step ${t}: clipped ${r.clipped} with norm ${norm}`);
+      // Within rounding of the threshold either decision is right (the two norms differ in the last bits).
+      if (Math.abs(norm - maxGradNorm) > 1e-9 * maxGradNorm && r.clipped !== norm > maxGradNorm)
+        fail(`step ${t}: clipped ${r.clipped} with norm ${norm}`);
       const expectedScale = referenceClipScale(norm, maxGradNorm);
       if (!(Math.abs(r.gradScale - expectedScale) <= 1e-12)) fail(`step ${t}: gradScale ${r.gradScale}, expected ${expectedScale}`);
       if (!(Math.abs(r.lr - expectedLr) <= 1e-15)) fail(`step ${t}: lr ${r.lr}, expected ${expectedLr}`);
