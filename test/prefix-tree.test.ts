@@ -4,6 +4,8 @@
 // through the TS API and straight into the raw addon.
 import { describe, expect, it } from 'vitest';
 
+import { expectError } from './helpers/errors.js';
+
 import { addon } from '../lib/native.js';
 import {
   buildPrefixTree,
@@ -216,18 +218,6 @@ describe(`prefix tree build (seed ${seed}; replay with FORGE_TEST_SEED=${seed})`
 });
 
 // ---- bad input ---------------------------------------------------------------------------------
-
-function expectError(fn: () => unknown, type: typeof TypeError | typeof RangeError, code: string, message: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${type.name} ${message}`).toBeInstanceOf(type);
-  expect((caught as { code: string }).code).toBe(code);
-  expect((caught as Error).message).toMatch(message);
-}
 
 const tok = (...xs: number[]) => Int32Array.from(xs);
 const INVALID = 'FORGE_ERR_INVALID_ARGUMENT', RANGE = 'FORGE_ERR_OUT_OF_RANGE', NONFINITE = 'FORGE_ERR_NON_FINITE';

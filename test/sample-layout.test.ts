@@ -3,6 +3,8 @@
 // differences); bad input through the TS API and the raw addon.
 import { describe, expect, it } from 'vitest';
 
+import { expectError } from './helpers/errors.js';
+
 import { addon } from '../lib/native.js';
 import {
   buildPrefixTree,
@@ -125,18 +127,6 @@ describe(`gather / scatter between tree and samples (seed ${seed}; replay with F
     expectClose(empty, [0, 0, 0, 0, 0, 0], 0, 'empty scatter');
   });
 });
-
-function expectError(fn: () => unknown, type: typeof TypeError | typeof RangeError, code: string, message: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught, `expected ${type.name} ${message}`).toBeInstanceOf(type);
-  expect((caught as { code: string }).code).toBe(code);
-  expect((caught as Error).message).toMatch(message);
-}
 
 describe('gather / scatter: bad input', () => {
   const tree = buildPrefixTree([{ tokens: Int32Array.from([1, 2, 3]) }, { tokens: Int32Array.from([1, 4]) }]); // N = 4, T = 5
