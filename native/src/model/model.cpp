@@ -63,9 +63,12 @@ forge_status check_params_finite(const Dims& d, const float* params) {
   return FORGE_OK;
 }
 
-// The batch: sizes, pointers, token ids, positions and the tree.
-forge_status check_batch(const Dims& d, const float* params, int64_t n, const int32_t* tokens,
-                         const int32_t* positions, const int32_t* parent, const int32_t* subtree_end, TreeBatch& t) {
+// A forward or training call: the config (into d), then the batch: sizes, pointers, token ids,
+// positions, the tree and the parameters.
+forge_status check_call(const forge_model_config* config, const float* params, int64_t n, const int32_t* tokens,
+                        const int32_t* positions, const int32_t* parent, const int32_t* subtree_end, Dims& d,
+                        TreeBatch& t) {
+  if (forge_status s = check_config(config, d); s != FORGE_OK) return s;
   if (!params) return null_arg("params");
   if (n < 1 || n > INT32_MAX)
     return fail(FORGE_ERR_INVALID_ARGUMENT, "num_nodes: expected an integer in [1, 2^31), got " + str(n));
@@ -161,9 +164,9 @@ FORGE_API forge_status forge_model_forward(const forge_model_config* config, con
                                            const int32_t* subtree_end, float* logits) {
   return forge::guarded("forge_model_forward", [&] {
     Dims d;
-    if (forge_status s = forge::model::check_config(config, d); s != FORGE_OK) return s;
     forge::model::TreeBatch t;
-    if (forge_status s = forge::model::check_batch(d, params, num_nodes, tokens, positions, parent, subtree_end, t);
+    if (forge_status s =
+            forge::model::check_call(config, params, num_nodes, tokens, positions, parent, subtree_end, d, t);
         s != FORGE_OK)
       return s;
     if (!logits) return forge::model::null_arg("logits");
@@ -182,9 +185,9 @@ FORGE_API forge_status forge_model_loss_backward(const forge_model_config* confi
                                                  float* grads, float* logprobs_out, forge_cispo_stats* stats) {
   return forge::guarded("forge_model_loss_backward", [&] {
     Dims d;
-    if (forge_status s = forge::model::check_config(config, d); s != FORGE_OK) return s;
     forge::model::TreeBatch t;
-    if (forge_status s = forge::model::check_batch(d, params, num_nodes, tokens, positions, parent, subtree_end, t);
+    if (forge_status s =
+            forge::model::check_call(config, params, num_nodes, tokens, positions, parent, subtree_end, d, t);
         s != FORGE_OK)
       return s;
     if (!grads) return forge::model::null_arg("grads");
