@@ -13,8 +13,8 @@
  *   - No C++ exception crosses this boundary and nothing here aborts the process.
  *   - Tensors are row-major and contiguous. Shapes are given in the order written in brackets.
  *     float32 data; accumulations that need it (sums of exponentials, the loss) run in float64.
- *   - Host functions take host pointers. Device functions (later, `forge_cuda_*`) take device pointers
- *     and a cudaStream_t passed as `void*`.
+ *   - Host functions take host pointers. Device functions (`forge_cuda_*`, section "CUDA backend")
+ *     take device pointers and a cudaStream_t passed as `void*`.
  *   - Kernels may use the library's thread pool (forge_set_num_threads). All functions are safe to call
  *     from several threads at once; concurrent calls share the pool.
  */
@@ -465,6 +465,106 @@ typedef struct forge_extend_batch {
  * touched. */
 FORGE_API forge_status forge_model_extend(const forge_model_config* config, const float* params, forge_kv_pool* pool,
                                           const forge_extend_batch* batch, float* logits);
+
+/* ------------------------------------------------------------------------------------------------
+ * CUDA backend — device memory and device kernels (the GPU path of contracts 1-3)
+ *
+ * Every forge_cuda_* kernel takes device pointers and a cudaStream_t passed as `void* stream` (NULL =
+ * the legacy default stream) and is asynchronous: it returns once its kernels are enqueued. Launch and
+ * configuration errors come back as FORGE_ERR_DEVICE with the CUDA text; an error inside a kernel
+ * surfaces at the next synchronising call. Shapes, dtypes, null pointers and pointer kinds (a host
+ * pointer where a device pointer is required) are checked on the host before anything is launched.
+ * Index arrays in device memory (subtree_end, node_of, terms) are trusted: validate them on the host
+ * first (forge_tree_validate, forge_prefix_tree_build); an out-of-range entry is never dereferenced
+ * out of bounds by the kernels (they clamp or skip), but the result is then meaningless.
+ * In a build without CUDA (forge_cuda_compiled() == 0) every function here returns
+ * FORGE_ERR_UNSUPPORTED, except forge_cuda_free (a no-op).
+ * ---------------------------------------------------------------------------------------------- */
+
+typedef enum forge_dtype {
+  FORGE_DTYPE_F32 = 0,
+  FORGE_DTYPE_F16 = 1,
+  FORGE_DTYPE_BF16 = 2
+} forge_dtype;
+
+/* Bytes per element of a dtype (0 for an unknown value). */
+FORGE_API size_t forge_dtype_size(forge_dtype dtype);
+
+typedef struct forge_cuda_device_props {
+  char name[256];
+  int32_t major;               /* compute capability */
+  int32_t minor;
+  int32_t multiprocessors;
+  int64_t total_memory;        /* bytes */
+  int64_t free_memory;         /* bytes, at the time of the call */
+} forge_cuda_device_props;
+
+FORGE_API forge_status forge_cuda_get_device_props(int32_t device, forge_cuda_device_props* props);
+/* Selects the device for the calling thread (cudaSetDevice). */
+FORGE_API forge_status forge_cuda_set_device(int32_t device);
+
+/* Device memory. forge_cuda_malloc(0) gives *out = NULL. forge_cuda_free(NULL) is a no-op. */
+FORGE_API forge_status forge_cuda_malloc(size_t bytes, void** out);
+FORGE_API forge_status forge_cuda_free(void* ptr);
+/* Copies; synchronous with respect to the host when stream is NULL, else enqueued on the stream. */
+FORGE_API forge_status forge_cuda_memcpy_h2d(void* dst, const void* src, size_t bytes, void* stream);
+FORGE_API forge_status forge_cuda_memcpy_d2h(void* dst, const void* src, size_t bytes, void* stream);
+FORGE_API forge_status forge_cuda_memcpy_d2d(void* dst, const void* src, size_t bytes, void* stream);
+FORGE_API forge_status forge_cuda_memset(void* dst, int value, size_t bytes, void* stream);
+/* Waits for the stream (NULL: the whole device) and reports any pending kernel error. */
+FORGE_API forge_status forge_cuda_synchronize(void* stream);
+/* Element-wise dtype conversion of n elements (e.g. float32 host data uploaded, then to bf16). */
+FORGE_API forge_status forge_cuda_convert(int64_t n, forge_dtype src_dtype, const void* src, forge_dtype dst_dtype,
+                                          void* dst, void* stream);
+
+/* Contract 1 on the device: per-node values [N, C] -> per-sample [T, C] (out[i] = values[node_of[i]]),
+ * any dtype (out in the same dtype); and back, summed over positions sharing a node (gradients):
+ * float32 values, float32 out [N, C], overwritten. Deterministic: each node sums its positions in
+ * order (node_of is inverted on the device first, no atomics). */
+FORGE_API forge_status forge_cuda_gather_to_samples(forge_dtype dtype, const void* node_values, int64_t num_nodes,
+                                                    int64_t channels, const int32_t* node_of, int64_t num_positions,
+                                                    void* out, void* stream);
+FORGE_API forge_status forge_cuda_scatter_from_samples(const float* sample_values, int64_t num_positions,
+                                                       int64_t channels, const int32_t* node_of, int64_t num_nodes,
+                                                       float* out, void* stream);
+
+/* Contract 2 on the device. Q, K, V, O (and dO, dQ, dK, dV) in `dtype` (F16 or BF16; F32 is served
+ * too, as a reference path), LSE float32 [N, Hq], natural log. head_dim 64 or 128
+ * (FORGE_ERR_UNSUPPORTED otherwise); Hq a multiple of Hkv. `subtree_end` [N] in device memory: query q
+ * attends to key a iff a <= q < subtree_end[a]. Key tiles no query of a tile can see are skipped. */
+FORGE_API forge_status forge_cuda_tree_attention_forward(const forge_attention_shape* shape, forge_dtype dtype,
+                                                         const void* q, const void* k, const void* v,
+                                                         const int32_t* subtree_end, void* o, float* lse,
+                                                         void* stream);
+/* Backward: dQ [N, Hq, D], dK and dV [N, Hkv, D] in `dtype`, overwritten. Temporary float32
+ * accumulators are allocated on the stream (cudaMallocAsync) and freed before it returns. */
+FORGE_API forge_status forge_cuda_tree_attention_backward(const forge_attention_shape* shape, forge_dtype dtype,
+                                                          const void* q, const void* k, const void* v,
+                                                          const int32_t* subtree_end, const void* o,
+                                                          const float* lse, const void* d_o, void* dq, void* dk,
+                                                          void* dv, void* stream);
+/* Merge of attention states on the device, float32 o [rows, H, D] and lse [rows, H], same semantics
+ * as forge_merge_states / forge_merge_states_csr (offsets [rows + 1] in device memory). */
+FORGE_API forge_status forge_cuda_merge_states(int64_t rows, int32_t num_heads, int32_t head_dim, const float* o_a,
+                                               const float* lse_a, const float* o_b, const float* lse_b,
+                                               float* o_out, float* lse_out, void* stream);
+FORGE_API forge_status forge_cuda_merge_states_csr(int64_t rows, int32_t num_heads, int32_t head_dim,
+                                                   const int64_t* offsets, int64_t num_states, const float* o_in,
+                                                   const float* lse_in, float* o_out, float* lse_out,
+                                                   void* stream);
+
+/* Contract 3 on the device: fused CISPO / PPO-clip / cross-entropy. logits [N, V] in F32 or BF16
+ * (`dtype`), read in one online pass per row with float32 math (float64 for the loss sum); dlogits in
+ * the logits dtype, may be NULL or equal logits (in place); terms in device memory; logprobs_out [J]
+ * float32 in device memory (may be NULL). No [N, V] float32 temporary is allocated. `stats` is a host
+ * pointer (may be NULL): when given, the call waits for the stream and fills it exactly as
+ * forge_cispo_loss does; the non-finite check of logits rows is then reported as FORGE_ERR_NON_FINITE. */
+FORGE_API forge_status forge_cuda_cispo_loss(forge_dtype dtype, int64_t num_rows, int64_t vocab_size,
+                                             const void* logits, int64_t num_terms, const int32_t* term_node,
+                                             const int32_t* term_target, const float* term_old_logprob,
+                                             const float* term_advantage, const forge_cispo_options* options,
+                                             void* dlogits, float* logprobs_out, forge_cispo_stats* stats,
+                                             void* stream);
 
 #ifdef __cplusplus
 }
