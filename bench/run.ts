@@ -25,6 +25,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   engine: () => import('./engine.bench.js'),
   scheduler: () => import('./scheduler.bench.js'),
   pool: () => import('./pool.bench.js'),
+  batch: () => import('./batch.bench.js'),
 };
 
 function table(section: BenchSection): string {

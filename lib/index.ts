@@ -13,7 +13,9 @@ export * as tokenizer from './model/tokenizer.js';
 export * as chatTemplate from './model/chatTemplate.js';
 export { nanoChatTemplate, type ChatTemplate, type ChatMessage, type ToolDefinition } from './model/chatTemplate.js';
 export { AdamW, paramGroups, adamwStep, gradSqNorm } from './model/optimizer.js';
-export { PolicyTrainer, type TrainerOptions, type TrainStepResult } from './model/trainer.js';
+export {
+  PolicyTrainer, type TrainerOptions, type TrainStepResult, type TreePartsBatch, type TrainBatch, type BatchLossAndGrad,
+} from './model/trainer.js';
 export { saveCheckpoint, loadCheckpoint, saveTrainingState, loadTrainingState } from './model/checkpoint.js';
 export { CheckpointError, CheckpointErrorCode } from './model/safetensors.js';
 
@@ -30,3 +32,7 @@ export { WindowedFifoScheduler, RewardModel } from './scheduler/index.js';
 // The data pool: durable trajectories, call trees and rewards (SQLite on disk, or in memory).
 export * as pool from './pool/index.js';
 export { SqliteStore, MemoryStore, type PoolStore } from './pool/index.js';
+
+// The batch builder: released groups -> samples -> prefix-tree parts under a token budget; the pool feed.
+export * as batch from './batch/index.js';
+export { BatchBuilder, PoolFeed, type TrainingBatch, type TrajectoryRollout } from './batch/index.js';
