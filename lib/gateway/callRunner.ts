@@ -1,7 +1,12 @@
 // One agent request, protocol-independent: checks the session's concurrency limit, runs its n choices
 // on the upstream (each choice is its own call), forwards their deltas, and records every call with
 // its place in the session's call tree before the answer is sent. The protocol plugins
-// (openaiChat.ts, anthropicMessages.ts) only translate shapes around it.
+// (openaiChat.ts, anthropicMessages.ts, openaiCompletions.ts) only translate shapes around it.
+//
+// Token limits: max_tokens and n are checked here; the prompt limit (limits.maxPromptTokens) is
+// checked here for a prompt of token ids and by the upstream once it has rendered the prompt. Either
+// way a prompt over the limit is refused with 400 before anything is generated for the agent, and it
+// is not recorded as a call (like every request the upstream rejects as bad).
 import { randomBytes } from 'node:crypto';
 import type { ChatMessage, ParsedToolCall, ToolDefinition } from '../model/chatTemplate.js';
 import { GatewayError, GatewayErrorCode, gatewayError, type Protocol } from './errors.js';
@@ -20,6 +25,8 @@ export interface GatewayLimits {
   maxChoices: number;
   /** An upstream call longer than this is aborted and fails with 504. Default 10 minutes. */
   callTimeoutMs: number;
+  /** Prompt tokens at most. Default: the upstream's context length when it reports one, else 32768. */
+  maxPromptTokens: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<GatewayLimits> = Object.freeze({
@@ -28,6 +35,7 @@ export const DEFAULT_LIMITS: Readonly<GatewayLimits> = Object.freeze({
   maxCompletionTokens: 4096,
   maxChoices: 8,
   callTimeoutMs: 600_000,
+  maxPromptTokens: 32768,
 });
 
 export interface ChatRequest {
@@ -40,6 +48,12 @@ export interface ChatRequest {
   n: number;
   /** The body as the agent sent it (recorded). */
   raw: unknown;
+}
+
+/** A raw-prompt request (legacy Completions): no messages, tools or tool choice. */
+export interface PromptRequest extends Omit<ChatRequest, 'messages' | 'tools' | 'toolChoice'> {
+  /** Text, or token ids the agent rendered itself. */
+  prompt: string | Int32Array;
 }
 
 export type IssuedToolCall = ParsedToolCall & { id: string };
@@ -68,7 +82,7 @@ const TOOL_ID_PREFIX: Record<Protocol, string> = { openai: 'call_', anthropic: '
 export async function runChat(
   ctx: GatewayContext,
   session: Session,
-  req: ChatRequest,
+  req: ChatRequest | PromptRequest,
   onEvent: (choice: number, event: ChoiceEvent) => void,
   clientSignal: AbortSignal,
 ): Promise<ChoiceOutcome[]> {
@@ -78,6 +92,10 @@ export async function runChat(
   if (maxTokens !== undefined && maxTokens > ctx.limits.maxCompletionTokens)
     throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
       `max_tokens: at most ${ctx.limits.maxCompletionTokens}, got ${maxTokens}`, 'max_tokens');
+  const maxPromptTokens = ctx.limits.maxPromptTokens;
+  if ('prompt' in req && typeof req.prompt !== 'string' && req.prompt.length > maxPromptTokens)
+    throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
+      `the prompt has ${req.prompt.length} tokens, more than the limit of ${maxPromptTokens}`, 'prompt');
   if (session.inFlight >= ctx.limits.maxConcurrentCalls)
     throw gatewayError(GatewayErrorCode.TOO_MANY_CONCURRENT,
       `session ${session.info.id} already has ${session.inFlight} requests in flight (limit ${ctx.limits.maxConcurrentCalls})`);
@@ -92,7 +110,10 @@ export async function runChat(
   const onClientAbort = () => controller.abort();
   clientSignal.addEventListener('abort', onClientAbort, { once: true });
   if (clientSignal.aborted) controller.abort();
-  const messages = restoreToolArguments(session, req.messages);
+  const toolChoice = 'prompt' in req ? 'auto' : req.toolChoice;
+  const input = 'prompt' in req
+    ? { prompt: req.prompt }
+    : { messages: restoreToolArguments(session, req.messages), tools: req.tools };
   try {
     const ids = Array.from({ length: req.n }, () => `call_${randomBytes(9).toString('base64url')}`);
     const settled = await Promise.allSettled(ids.map(async (callId, choice) => {
@@ -101,10 +122,10 @@ export async function runChat(
       // Distinct choices of one seeded request: seed, seed+1, ... (reproducible, not identical).
       if (sampling.seed !== undefined && choice > 0) sampling.seed += choice;
       const result = await ctx.upstream.complete(
-        { model: req.model, messages, tools: req.tools, sampling, signal: controller.signal },
+        { model: req.model, ...input, sampling, signal: controller.signal, maxPromptTokens },
         (e) => {
           if (e.type === 'tool_call') {
-            if (req.toolChoice === 'none') return; // not sent: see notes in the record
+            if (toolChoice === 'none') return; // not sent: see notes in the record
             const call = { ...e.call, id: `${TOOL_ID_PREFIX[req.protocol]}${callId.slice(5)}_${e.index}` };
             issued.push(call);
             onEvent(choice, { type: 'tool_call', index: e.index, call });
@@ -162,7 +183,7 @@ export async function runChat(
       if (!r.trainable) record.notTrainableReason = r.notTrainableReason ?? 'the upstream returned no token ids';
       else if (aborted) record.notTrainableReason = record.error;
       if (r.reasoning !== undefined) record.reasoning = r.reasoning;
-      if (req.toolChoice === 'none' && r.toolCalls.length > 0)
+      if (toolChoice === 'none' && r.toolCalls.length > 0)
         record.notes = [`${r.toolCalls.length} tool call(s) produced under tool_choice "none" were not sent to the agent`];
       records.push(record);
     });

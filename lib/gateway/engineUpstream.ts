@@ -2,8 +2,12 @@
 // generator (the NanoEngine, or a scripted fake in tests), and parses the sampled ids back into
 // content, reasoning and tool calls with the template's streaming parser, so the streamed deltas and
 // the final result come from the same state machine (streaming == non-streaming by construction).
-import { nanoChatTemplate, type ChatTemplate } from '../model/chatTemplate.js';
-import type { ParseEvent } from '../model/chatParse.js';
+// A raw prompt (legacy Completions) skips the template: text is encoded with the byte tokenizer after
+// a BOS (what a tokenizer with add_special_tokens does, vLLM's default), token ids are used as given,
+// and the completion is decoded as plain text (no tool-call parsing).
+import { nanoChatTemplate, type ChatTemplate, type CompletionStream } from '../model/chatTemplate.js';
+import type { ParseEvent, ParsedCompletion } from '../model/chatParse.js';
+import { BYTE_TOKENS, encode, SpecialToken, StreamDecoder, tokenBytes } from '../model/tokenizer.js';
 import type { GenerateOptions, Generation } from '../engine/types.js';
 import { GatewayErrorCode, gatewayError } from './errors.js';
 import type { ModelInfo, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
@@ -49,6 +53,48 @@ class StopHoldback {
   }
 }
 
+/**
+ * The plain-text reader for raw-prompt completions, behind the template parser's interface: every
+ * token is text (specials as their text, decode's convention) except a stop token, which ends the
+ * turn and is not part of the text (as vLLM leaves the EOS out).
+ */
+class PlainTextStream implements CompletionStream {
+  private readonly decoder = new StreamDecoder();
+  private text = '';
+  private count = 0;
+  private ended = false;
+  private closed = false;
+
+  constructor(private readonly stopTokens: ReadonlySet<number>) {}
+
+  push(id: number): ParseEvent[] {
+    this.count++;
+    if (this.ended) return [];
+    if (this.stopTokens.has(id)) {
+      this.ended = true;
+      return this.emit(this.decoder.end());
+    }
+    return this.emit(this.decoder.push(id));
+  }
+
+  close(): ParseEvent[] {
+    if (this.closed) return [];
+    this.closed = true;
+    return this.emit(this.decoder.end());
+  }
+
+  finish(): ParsedCompletion {
+    this.close();
+    return { content: this.text, toolCalls: [], finishedTurn: this.ended, errors: [], exact: true, length: this.count };
+  }
+
+  private emit(text: string): ParseEvent[] {
+    if (text === '') return [];
+    this.text += text;
+    return [{ type: 'content', text }];
+  }
+}
+
 export class EngineUpstream implements Upstream {
   readonly name = 'engine';
   private readonly generator: TokenGenerator;
@@ -67,18 +113,45 @@ export class EngineUpstream implements Upstream {
     return [{ id: this.model, ownedBy: 'forge-rl', version: this.generator.version }];
   }
 
+  /** The text of a token: bytes >= 0x80 are not text alone, so "\xNN"; specials their text. */
+  tokenText(id: number): string {
+    if (id < BYTE_TOKENS && id >= 0x80) return `\\x${id.toString(16)}`;
+    return Buffer.from(tokenBytes(id)).toString('utf8');
+  }
+
+  /** The prompt's ids: the rendered conversation, or the raw prompt (checked against the vocabulary). */
+  private promptIds(req: UpstreamRequest): Int32Array {
+    if (req.prompt === undefined) {
+      try {
+        return this.template.render(req.messages, req.tools, { addGenerationPrompt: true });
+      } catch (e) {
+        // The template names the offending field (e.g. "messages[3].tool_call_id: ...").
+        throw gatewayError(GatewayErrorCode.INVALID_REQUEST, (e as Error).message, (e as Error).message.split(':', 1)[0]);
+      }
+    }
+    if (typeof req.prompt === 'string') {
+      const text = encode(req.prompt);
+      const ids = new Int32Array(text.length + 1);
+      ids[0] = SpecialToken.BOS;
+      ids.set(text, 1);
+      return ids;
+    }
+    const vocab = this.template.vocabSize;
+    const bad = req.prompt.findIndex((t) => t < 0 || t >= vocab);
+    if (bad >= 0)
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST,
+        `prompt[${bad}]: token id ${req.prompt[bad]} out of range [0, ${vocab})`, `prompt[${bad}]`);
+    if (req.prompt.length === 0) throw gatewayError(GatewayErrorCode.INVALID_REQUEST, 'prompt: expected at least one token id', 'prompt');
+    return req.prompt;
+  }
+
   async complete(req: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult> {
     const start = performance.now();
-    let promptIds: Int32Array;
-    try {
-      promptIds = this.template.render(req.messages, req.tools, { addGenerationPrompt: true });
-    } catch (e) {
-      // The template names the offending field (e.g. "messages[3].tool_call_id: ...").
-      throw gatewayError(GatewayErrorCode.INVALID_REQUEST, (e as Error).message, (e as Error).message.split(':', 1)[0]);
-    }
-    if (promptIds.length > this.maxPromptTokens)
+    const promptIds = this.promptIds(req);
+    const limit = Math.min(this.maxPromptTokens, req.maxPromptTokens ?? Infinity);
+    if (promptIds.length > limit)
       throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
-        `the prompt has ${promptIds.length} tokens, more than the limit of ${this.maxPromptTokens}`, 'messages');
+        `the prompt has ${promptIds.length} tokens, more than the limit of ${limit}`, req.prompt === undefined ? 'messages' : 'prompt');
     const stops = (req.sampling.stop ?? []).filter((s) => s.length > 0);
     let generation: Generation;
     try {
@@ -96,7 +169,9 @@ export class EngineUpstream implements Upstream {
         throw gatewayError(GatewayErrorCode.INVALID_REQUEST, err.message);
       throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `engine: ${err.message}`);
     }
-    const parser = this.template.createParser({ tools: req.tools });
+    const parser = req.prompt === undefined
+      ? this.template.createParser({ tools: req.tools })
+      : new PlainTextStream(new Set(this.template.stopTokens));
     const hold = new StopHoldback(stops, onEvent);
     let firstTokenMs: number | null = null;
     let toolIndex = 0;

@@ -3,7 +3,6 @@
 // that one token (documented limitation; the engine does not return alternatives).
 import type { FastifyInstance } from 'fastify';
 import type { ChatMessage } from '../model/chatTemplate.js';
-import { BYTE_TOKENS, tokenBytes } from '../model/tokenizer.js';
 import { runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
 import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
@@ -98,10 +97,11 @@ function toChatRequest(body: ChatBody, defaultModel: string): ChatRequest {
   };
 }
 
-/** OpenAI's logprob entry for one token: byte tokens >= 0x80 are not text alone, so "\xNN". */
-function logprobEntry(token: number, logprob: number, top: number) {
-  const bytes = Array.from(tokenBytes(token));
-  const text = token < BYTE_TOKENS && token >= 0x80 ? `\\x${token.toString(16)}` : Buffer.from(bytes).toString('utf8');
+/** OpenAI's logprob entry for one token, named by the upstream ("token_id:<id>" when it cannot);
+ * a lone byte >= 0x80 is not text by itself, so the engine names it "\\xNN" and its bytes are that byte. */
+function logprobEntry(tokenText: (id: number) => string, token: number, logprob: number, top: number) {
+  const text = tokenText(token);
+  const bytes = /^\\x[0-9a-f]{2}$/.test(text) ? [parseInt(text.slice(2), 16)] : Array.from(Buffer.from(text, 'utf8'));
   const entry = { token: text, logprob, bytes, top_logprobs: [] as { token: string; logprob: number; bytes: number[] }[] };
   if (top > 0) entry.top_logprobs.push({ token: text, logprob, bytes });
   return entry;
@@ -145,6 +145,7 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
       const created = Math.floor(Date.now() / 1000);
       const wantLogprobs = body.logprobs === true;
       const top = body.top_logprobs ?? 0;
+      const tokenText = (t: number) => ctx.upstream.tokenText?.(t) ?? `token_id:${t}`;
       const signal = clientSignal(request, reply);
 
       if (!body.stream) {
@@ -154,8 +155,9 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
           choices: outcomes.map((o, index) => ({
             index,
             message: message(o),
-            logprobs: wantLogprobs
-              ? { content: Array.from(o.result.completionIds ?? [], (t, i) => logprobEntry(t, o.result.logprobs![i], top)), refusal: null }
+            // Only complete logprobs are sent: an upstream that returned none (or not all) gets null.
+            logprobs: wantLogprobs && o.result.completionIds && o.result.logprobs?.length === o.result.completionIds.length
+              ? { content: Array.from(o.result.completionIds, (t, i) => logprobEntry(tokenText, t, o.result.logprobs![i], top)), refusal: null }
               : null,
             finish_reason: finish(o),
           })),
@@ -184,7 +186,7 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
         const outcomes = await runChat(ctx, session, req, (choice, e) => {
           switch (e.type) {
             case 'token':
-              if (wantLogprobs) pending[choice].push(logprobEntry(e.token, e.logprob, top));
+              if (wantLogprobs) pending[choice].push(logprobEntry(tokenText, e.token, e.logprob, top));
               return;
             case 'content':
               open(choice);

@@ -1,18 +1,26 @@
-// Where the gateway writes sessions and calls. The data pool (lib/pool/) is being built alongside;
-// until it lands this minimal CallRecorder interface is the seam, with an in-memory implementation
-// for tests and embedding. A recorder may be async; the gateway awaits it before answering, so a
-// call the agent has seen is always stored.
+// Where the gateway writes sessions and calls: the CallRecorder seam, with an in-memory
+// implementation for tests and embedding; PoolRecorder (poolRecorder.ts) writes into the data pool.
+// A recorder may be async; the gateway awaits it before answering, so a call the agent has seen is
+// always stored.
 import type { ParseError, ParsedToolCall } from '../model/chatTemplate.js';
 import type { Protocol } from './errors.js';
 
 export interface SessionInfo {
   id: string;
+  /** The task the session runs; a recorder that assigns one (PoolRecorder) fills it in at creation. */
   taskId?: string;
   groupId?: string;
+  /** The group's size when the task runner lets session creation create the group. */
+  groupSize?: number;
   scaffold?: string;
   metadata?: Record<string, unknown>;
   createdAt: number;
+  /** When it was closed or failed. */
   closedAt?: number;
+  /** At close or fail: the calls the gateway recorded (a recorder can check none was lost). */
+  calls?: number;
+  /** Set when the task runner failed the session (POST /v1/sessions/:id/fail). */
+  failReason?: string;
 }
 
 /** How a call's prompt relates to the session's earlier calls (see callTree.ts). */
@@ -58,12 +66,16 @@ export interface CallRecord {
 }
 
 export interface CallRecorder {
+  /** A throw refuses the session (the gateway forgets it and answers with the error). */
   sessionCreated(session: SessionInfo): void | Promise<void>;
   callRecorded(call: CallRecord): void | Promise<void>;
+  /** Every call of the session was handed over before this (the gateway waits for calls in flight). */
   sessionClosed(session: SessionInfo): void | Promise<void>;
+  /** The agent run failed (`session.failReason`); a recorder without it is told nothing. */
+  sessionFailed?(session: SessionInfo): void | Promise<void>;
 }
 
-/** Keeps everything in memory (tests, embedding, until the data pool store is joined). */
+/** Keeps everything in memory (tests, embedding; PoolRecorder is the durable one). */
 export class MemoryRecorder implements CallRecorder {
   readonly sessions = new Map<string, SessionInfo>();
   readonly calls: CallRecord[] = [];
@@ -75,6 +87,9 @@ export class MemoryRecorder implements CallRecorder {
     this.calls.push(call);
   }
   sessionClosed(session: SessionInfo): void {
+    this.sessions.set(session.id, { ...session });
+  }
+  sessionFailed(session: SessionInfo): void {
     this.sessions.set(session.id, { ...session });
   }
   callsOf(sessionId: string): CallRecord[] {

@@ -4,17 +4,29 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { DEFAULT_LIMITS, type GatewayContext, type GatewayLimits } from './callRunner.js';
 import { anthropicRoutes } from './anthropicMessages.js';
 import { GatewayErrorCode, errorBody, gatewayError, protocolOf, toGatewayError } from './errors.js';
+import { GatewayMetrics, type MetricsOptions } from './metrics.js';
+import { PoolRecorder } from './poolRecorder.js';
+import { poolRoutes } from './poolRoutes.js';
+import type { PoolStore } from '../pool/types.js';
 import { openaiRoutes } from './openaiChat.js';
+import { openaiCompletionsRoutes } from './openaiCompletions.js';
 import { MemoryRecorder, type CallRecorder } from './recorder.js';
-import { SessionStore, sessionRoutes } from './sessions.js';
+import { SessionStore, sessionRoutes, type SessionCounts } from './sessions.js';
 import type { Upstream } from './upstream.js';
 
 export interface GatewayOptions {
   upstream: Upstream;
   /** Bearer token of the task runner (session admin). Required, non-empty. */
   adminToken: string;
-  /** Where sessions and calls go. Default: a MemoryRecorder (exposed as gateway.recorder). */
+  /** Where sessions and calls go. Default: a PoolRecorder over `pool` when given, else a
+   *  MemoryRecorder (exposed as gateway.recorder). */
   recorder?: CallRecorder;
+  /** The data pool: enables the task, group, reward, trajectory, export and policy-version routes
+   *  (poolRoutes.ts). The caller owns it: gateway.close() does not close it, and sessions left open
+   *  stay open (abandonOpenSessions is the pool owner's call, who knows which writers are dead). */
+  pool?: PoolStore;
+  /** Prometheus metrics at GET /metrics (metrics.ts). Default on, open to loopback clients only. */
+  metrics?: MetricsOptions;
   limits?: Partial<GatewayLimits>;
   /** fastify's logger option. Default false. */
   logger?: boolean;
@@ -24,6 +36,8 @@ export interface Gateway {
   app: FastifyInstance;
   sessions: SessionStore;
   recorder: CallRecorder;
+  /** Undefined when created with metrics: { enabled: false }. */
+  metrics?: GatewayMetrics;
   limits: Readonly<GatewayLimits>;
   /** Listens (port 0 = any free port) and returns the base URL, e.g. http://127.0.0.1:40123. */
   listen(options?: { port?: number; host?: string }): Promise<string>;
@@ -35,12 +49,18 @@ export function createGateway(options: GatewayOptions): Gateway {
   if (typeof options.adminToken !== 'string' || options.adminToken.length === 0)
     throw new TypeError('options.adminToken: expected a non-empty string');
   if (typeof options.upstream?.complete !== 'function') throw new TypeError('options.upstream: expected an Upstream');
-  const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  // The prompt limit defaults to the upstream's context length when it reports one.
+  const contextLength = options.upstream.models()[0]?.contextLength;
+  const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...(contextLength ? { maxPromptTokens: contextLength } : {}), ...options.limits };
   for (const [k, v] of Object.entries(limits))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`options.limits.${k}: expected a positive integer, got ${v}`);
-  const recorder = options.recorder ?? new MemoryRecorder();
-  const sessions = new SessionStore(recorder);
-  const ctx: GatewayContext = { upstream: options.upstream, recorder, limits };
+  if (options.pool !== undefined && typeof options.pool?.appendCall !== 'function') throw new TypeError('options.pool: expected a PoolStore');
+  const recorder = options.recorder ?? (options.pool ? new PoolRecorder(options.pool) : new MemoryRecorder());
+  const metrics = options.metrics?.enabled === false ? undefined : new GatewayMetrics((): SessionCounts => sessions.counts());
+  const recording = metrics ? metrics.wrap(recorder) : recorder;
+  // Close waits for calls in flight, which end by the call timeout at the latest.
+  const sessions = new SessionStore(recording, { drainTimeoutMs: limits.callTimeoutMs + 5_000 });
+  const ctx: GatewayContext = { upstream: options.upstream, recorder: recording, limits };
 
   const app = Fastify({
     logger: options.logger ?? false,
@@ -59,11 +79,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     reply.code(e.status).send(errorBody(protocolOf(request.url), e));
   });
 
+  metrics?.install(app, { adminToken: options.adminToken, auth: options.metrics?.auth });
   app.get('/healthz', async () => ({ status: 'ok', upstream: options.upstream.name }));
   app.register(sessionRoutes(sessions, options.adminToken));
+  app.register(poolRoutes(options.pool, options.adminToken));
   // The same agent routes twice: key in a header, or the session in the base URL.
   for (const prefix of ['', '/sessions/:sessionId']) {
     app.register(openaiRoutes(ctx, sessions), { prefix });
+    app.register(openaiCompletionsRoutes(ctx, sessions), { prefix });
     app.register(anthropicRoutes(ctx, sessions), { prefix });
   }
 
@@ -71,6 +94,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     app,
     sessions,
     recorder,
+    metrics,
     limits,
     async listen({ port = 0, host = '127.0.0.1' } = {}) {
       await app.listen({ port, host });

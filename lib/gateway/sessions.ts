@@ -1,7 +1,9 @@
 // Sessions: one agent run each. The task runner creates one with the admin token and hands the agent
 // its key; the agent reaches its session with `Authorization: Bearer <key>` (or `x-api-key: <key>`,
 // what the Anthropic SDK sends), or through the base URL /sessions/<id>/v1 for clients that cannot
-// set a header. A key reaches its own session and nothing else.
+// set a header. A key reaches its own session and nothing else. Closing (or failing) a session stops
+// new requests at once, waits for the calls in flight, then tells the recorder with the number of
+// calls recorded, so a recorder (the data pool) can check that none was lost.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CallTree } from './callTree.js';
@@ -11,7 +13,12 @@ import type { CallRecorder, SessionInfo } from './recorder.js';
 export interface Session {
   info: SessionInfo;
   key: string;
+  /** No new requests (set as soon as closing or failing starts). */
   closed: boolean;
+  /** Set once the recorder took the close or the failure. */
+  ended?: 'closed' | 'failed';
+  /** A close or fail under way (concurrent ones wait for it). */
+  ending?: Promise<void>;
   inFlight: number;
   calls: number;
   tree: CallTree;
@@ -23,20 +30,39 @@ function token(prefix: string, bytes: number): string {
   return prefix + randomBytes(bytes).toString('base64url');
 }
 
+export interface SessionStoreOptions {
+  /** How long close / fail wait for the session's calls in flight, ms. Default 10 minutes. */
+  drainTimeoutMs?: number;
+}
+
+export interface SessionCounts {
+  open: number;
+  /** Closing or failing started, the recorder has not taken it yet. */
+  closing: number;
+  closed: number;
+  failed: number;
+  /** Agent requests running, over all sessions. */
+  inFlight: number;
+}
+
 export class SessionStore {
   private readonly byId = new Map<string, Session>();
   private readonly byKey = new Map<string, Session>();
+  private readonly drainTimeoutMs: number;
 
-  constructor(private readonly recorder: CallRecorder) {}
+  constructor(private readonly recorder: CallRecorder, options: SessionStoreOptions = {}) {
+    this.drainTimeoutMs = options.drainTimeoutMs ?? 600_000;
+  }
 
   async create(fields: Omit<SessionInfo, 'id' | 'createdAt'>): Promise<Session> {
     const info: SessionInfo = { id: token('sess_', 12), createdAt: Date.now(), ...fields };
     const session: Session = {
       info, key: token('fk-', 24), closed: false, inFlight: 0, calls: 0, tree: new CallTree(), toolArguments: new Map(),
     };
+    // Registered only once the recorder took it: a refused session (e.g. a full group) never existed.
+    await this.recorder.sessionCreated(info);
     this.byId.set(info.id, session);
     this.byKey.set(session.key, session);
-    await this.recorder.sessionCreated(info);
     return session;
   }
 
@@ -44,11 +70,60 @@ export class SessionStore {
     return this.byId.get(id);
   }
 
+  /** Closes the session (idempotent); a failed session cannot be closed. */
   async close(session: Session): Promise<void> {
-    if (session.closed) return;
+    await this.end(session, 'closed');
+  }
+
+  /** Marks the agent run failed; a closed session cannot fail. */
+  async fail(session: Session, reason: string): Promise<void> {
+    await this.end(session, 'failed', reason);
+  }
+
+  private async end(session: Session, how: 'closed' | 'failed', reason?: string): Promise<void> {
+    while (session.ending) await session.ending.catch(() => undefined);
+    if (session.ended === how) return;
+    if (session.ended !== undefined)
+      throw gatewayError(GatewayErrorCode.CONFLICT, `session ${session.info.id} is ${session.ended}; it cannot be ${how === 'closed' ? 'closed' : 'failed'}`);
     session.closed = true;
-    session.info.closedAt = Date.now();
-    await this.recorder.sessionClosed(session.info);
+    const run = async () => {
+      await this.drain(session);
+      session.info.closedAt = Date.now();
+      session.info.calls = session.calls;
+      if (how === 'failed') {
+        session.info.failReason = reason;
+        await this.recorder.sessionFailed?.(session.info);
+      } else await this.recorder.sessionClosed(session.info);
+      session.ended = how;
+    };
+    session.ending = run();
+    try {
+      await session.ending;
+    } finally {
+      session.ending = undefined;
+    }
+  }
+
+  /** Waits until the session has no request in flight (calls run to their end or their timeout). */
+  private async drain(session: Session): Promise<void> {
+    const deadline = Date.now() + this.drainTimeoutMs;
+    while (session.inFlight > 0) {
+      if (Date.now() >= deadline)
+        throw gatewayError(GatewayErrorCode.CONFLICT, `session ${session.info.id} still has ${session.inFlight} requests in flight after ${this.drainTimeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Sessions by state and requests in flight (one pass; for metrics). */
+  counts(): SessionCounts {
+    const c: SessionCounts = { open: 0, closing: 0, closed: 0, failed: 0, inFlight: 0 };
+    for (const s of this.byId.values()) {
+      c.inFlight += s.inFlight;
+      if (s.ended !== undefined) c[s.ended]++;
+      else if (s.closed) c.closing++;
+      else c.open++;
+    }
+    return c;
   }
 
   /**
@@ -91,6 +166,15 @@ function equalSecret(a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y);
 }
 
+/** An onRequest hook refusing (403) any request without the admin token (for admin plugins). */
+export function adminGuard(adminToken: string) {
+  return async function requireAdmin(request: FastifyRequest): Promise<void> {
+    const key = presentedKey(request);
+    if (key === undefined || !equalSecret(key, adminToken))
+      throw gatewayError(GatewayErrorCode.FORBIDDEN, 'this endpoint needs the admin token');
+  };
+}
+
 const createSchema = {
   body: {
     type: 'object',
@@ -100,7 +184,18 @@ const createSchema = {
       group_id: { type: 'string' },
       scaffold: { type: 'string' },
       metadata: { type: 'object' },
+      /** With a group_id the pool does not know: create the group with this size. */
+      group_size: { type: 'integer', minimum: 1 },
     },
+  },
+} as const;
+
+const failSchema = {
+  body: {
+    type: 'object',
+    additionalProperties: false,
+    required: ['reason'],
+    properties: { reason: { type: 'string', minLength: 1 } },
   },
 } as const;
 
@@ -109,21 +204,24 @@ function view(s: Session): Record<string, unknown> {
   return {
     id: i.id, task_id: i.taskId ?? null, group_id: i.groupId ?? null, scaffold: i.scaffold ?? null,
     metadata: i.metadata ?? {}, created_at: i.createdAt, closed_at: i.closedAt ?? null,
-    closed: s.closed, calls: s.calls, in_flight: s.inFlight,
+    closed: s.closed, status: s.ended ?? (s.closed ? 'closing' : 'open'), fail_reason: i.failReason ?? null,
+    calls: s.calls, in_flight: s.inFlight,
   };
 }
 
-/** Admin routes: create, inspect and close sessions (admin token required). */
+/** Admin routes: create, inspect, close and fail sessions (admin token required). */
 export function sessionRoutes(store: SessionStore, adminToken: string) {
   return async function plugin(app: FastifyInstance): Promise<void> {
-    app.addHook('onRequest', async (request) => {
-      const key = presentedKey(request);
-      if (key === undefined || !equalSecret(key, adminToken))
-        throw gatewayError(GatewayErrorCode.FORBIDDEN, 'this endpoint needs the admin token');
-    });
+    app.addHook('onRequest', adminGuard(adminToken));
     app.post('/v1/sessions', { schema: createSchema }, async (request, reply) => {
-      const b = (request.body ?? {}) as { task_id?: string; group_id?: string; scaffold?: string; metadata?: Record<string, unknown> };
-      const s = await store.create({ taskId: b.task_id, groupId: b.group_id, scaffold: b.scaffold, metadata: b.metadata });
+      const b = (request.body ?? {}) as {
+        task_id?: string; group_id?: string; scaffold?: string; metadata?: Record<string, unknown>; group_size?: number;
+      };
+      if (b.group_size !== undefined && b.group_id === undefined)
+        throw gatewayError(GatewayErrorCode.INVALID_REQUEST, 'group_size: only meaningful with a group_id', 'group_size');
+      const s = await store.create({
+        taskId: b.task_id, groupId: b.group_id, groupSize: b.group_size, scaffold: b.scaffold, metadata: b.metadata,
+      });
       reply.code(201);
       return { ...view(s), key: s.key, base_url: `/sessions/${s.info.id}/v1` };
     });
@@ -136,6 +234,12 @@ export function sessionRoutes(store: SessionStore, adminToken: string) {
       const s = store.get((request.params as { id: string }).id);
       if (s === undefined) throw gatewayError(GatewayErrorCode.SESSION_NOT_FOUND, `no session ${JSON.stringify((request.params as { id: string }).id)}`);
       await store.close(s);
+      return view(s);
+    });
+    app.post('/v1/sessions/:id/fail', { schema: failSchema }, async (request) => {
+      const s = store.get((request.params as { id: string }).id);
+      if (s === undefined) throw gatewayError(GatewayErrorCode.SESSION_NOT_FOUND, `no session ${JSON.stringify((request.params as { id: string }).id)}`);
+      await store.fail(s, (request.body as { reason: string }).reason);
       return view(s);
     });
   };

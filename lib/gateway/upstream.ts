@@ -1,10 +1,12 @@
 // The upstream interface: what the gateway needs from whatever produces completions (the embedded
-// engine, later an OpenAI-compatible server). Imports no implementation.
+// engine, an OpenAI-compatible server such as vLLM or SGLang). Imports no implementation.
 //
 // An upstream takes the conversation (not token ids): a server like vLLM renders its own chat
-// template. It must give back the prompt and completion token ids, per-token logprobs and policy
-// versions; one that cannot returns `trainable: false` with the reason, and the gateway records the
-// call as not trainable. It never re-tokenizes text to make up ids.
+// template. Legacy Completions send a raw prompt instead (text, or token ids the agent rendered
+// itself), completed without any chat template. The upstream must give back the prompt and
+// completion token ids, per-token logprobs and policy versions; one that cannot returns
+// `trainable: false` with the reason, and the gateway records the call as not trainable. It never
+// re-tokenizes text to make up ids.
 import type { ChatMessage, ParseError, ParsedToolCall, ToolDefinition } from '../model/chatTemplate.js';
 
 export interface SamplingParams {
@@ -17,15 +19,37 @@ export interface SamplingParams {
   seed?: number;
 }
 
-export interface UpstreamRequest {
+interface UpstreamRequestBase {
   /** The model name the agent asked for. */
   model: string;
-  messages: readonly ChatMessage[];
-  tools?: readonly ToolDefinition[];
   sampling: SamplingParams;
   /** Aborted when the agent disconnects or the gateway times the call out. */
   signal: AbortSignal;
+  /**
+   * Prompt tokens at most (the gateway's limits.maxPromptTokens): a longer prompt is refused with
+   * CONTEXT_LENGTH_EXCEEDED (400) as soon as its length is known, before or instead of generating.
+   */
+  maxPromptTokens?: number;
 }
+
+/** A chat request: the upstream renders `messages` (and `tools`) with its chat template. */
+export interface ChatUpstreamRequest extends UpstreamRequestBase {
+  messages: readonly ChatMessage[];
+  tools?: readonly ToolDefinition[];
+  prompt?: undefined;
+}
+
+/**
+ * A raw-prompt request (legacy Completions): text, or token ids, completed as they are — no chat
+ * template, no tool-call parsing; the completion is plain text.
+ */
+export interface PromptUpstreamRequest extends UpstreamRequestBase {
+  prompt: string | Int32Array;
+  messages?: undefined;
+  tools?: undefined;
+}
+
+export type UpstreamRequest = ChatUpstreamRequest | PromptUpstreamRequest;
 
 /** Deltas of a completion as it is produced, in order (the same as the final result's fields). */
 export type UpstreamEvent =
@@ -72,6 +96,8 @@ export interface ModelInfo {
   ownedBy: string;
   /** Policy version of the weights now served. */
   version?: number;
+  /** Longest sequence (prompt + completion) the model takes, when the upstream knows it. */
+  contextLength?: number;
 }
 
 export interface Upstream {
@@ -82,5 +108,10 @@ export interface Upstream {
    * bad request (400) or an upstream failure; an abort resolves with finishReason 'abort'.
    */
   complete(request: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult>;
+  /**
+   * The text of one token id, for logprob entries; only an upstream that knows its vocabulary has
+   * it. Without it a protocol writes tokens as "token_id:<id>" (vLLM's convention).
+   */
+  tokenText?(id: number): string;
   close?(): Promise<void> | void;
 }
