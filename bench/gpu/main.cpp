@@ -1,0 +1,146 @@
+// forge_gpu_bench: checks every CUDA kernel of libforge_kernels against its CPU kernel on fresh random
+// inputs, then times the large problems with CUDA events against ceilings measured in the same run.
+// Exit status: 0 all checks passed; 1 a check failed or a case raised an error; 2 bad usage;
+// 3 no usable GPU (the message says why). Targets missed are reported, not failures.
+#include <cuda_runtime.h>
+#include <forge/forge.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include "sections.hpp"
+
+using namespace gpubench;
+
+namespace {
+
+const char* kUsage =
+    "usage: forge_gpu_bench [--quick] [--seed N] [--reps N] [--warmup N] [--sections LIST] [--jsonl PATH]\n"
+    "  --sections  comma list of layout,merge,cispo,attention (default: all)\n"
+    "  --quick     fewer checks, smaller secondary problems; target problems stay full size\n"
+    "  --seed      input seed (default: fresh each run, or FORGE_TEST_SEED; printed either way)\n"
+    "  --jsonl     append this run's results as one JSON line\n";
+
+bool parse(int argc, char** argv, Options& opt) {
+  bool seeded = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      if (i + 1 >= argc) throw BenchError(std::string(name) + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--quick") opt.quick = true;
+    else if (a == "--seed") opt.seed = std::strtoull(value("--seed"), nullptr, 10), seeded = true;
+    else if (a == "--reps") opt.reps = std::atoi(value("--reps"));
+    else if (a == "--warmup") opt.warmup = std::atoi(value("--warmup"));
+    else if (a == "--sections") opt.sections = value("--sections");
+    else if (a == "--jsonl") opt.jsonl = value("--jsonl");
+    else if (a == "--help" || a == "-h") return false;
+    else throw BenchError("unknown argument '" + a + "'");
+  }
+  if (opt.reps < 20 && !opt.quick) throw BenchError("--reps: at least 20 (the median of many)");
+  if (opt.reps < 5 || opt.warmup < 1) throw BenchError("--reps >= 5 and --warmup >= 1");
+  if (!seeded) {
+    if (const char* env = std::getenv("FORGE_TEST_SEED")) opt.seed = std::strtoull(env, nullptr, 10);
+    else opt.seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^
+                    static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  }
+  return true;
+}
+
+bool wants(const std::string& list, const char* section) {
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (item == section) return true;
+  return false;
+}
+
+std::string header(const Context& ctx) {
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const Ceilings& c = ctx.ceil;
+  std::ostringstream o;
+  o << "\"tool\":\"forge_gpu_bench\",\"date\":" << json_string(date) << ",\"sections\":" << json_string(ctx.opt.sections)
+    << ",\"quick\":" << (ctx.opt.quick ? "true" : "false") << ",\"seed\":" << ctx.opt.seed
+    << ",\"reps\":" << ctx.opt.reps << ",\"abi\":" << forge_abi_version()
+    << ",\"device\":{\"name\":" << json_string(ctx.props.name) << ",\"cc\":\"" << ctx.props.major << "."
+    << ctx.props.minor << "\",\"sms\":" << ctx.props.multiprocessors << ",\"memory\":" << ctx.props.total_memory
+    << ",\"l2\":" << ctx.l2_bytes << "},\"ceilings\":{\"copy_gbps\":" << json_number(c.copy_gbps)
+    << ",\"copy_bytes\":" << json_number(c.copy_bytes) << ",\"copy_ms\":" << json_number(c.copy_time.median_ms)
+    << ",\"gemm_tflops\":" << json_number(c.gemm_tflops) << ",\"gemm_n\":" << c.gemm_n
+    << ",\"gemm_ms\":" << json_number(c.gemm_time.median_ms) << ",\"gemm_note\":" << json_string(c.gemm_note) << "}";
+  return o.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options opt;
+  try {
+    if (!parse(argc, argv, opt)) {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  } catch (const BenchError& e) {
+    std::fprintf(stderr, "forge_gpu_bench: %s\n%s", e.what(), kUsage);
+    return 2;
+  }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  std::printf("forge_gpu_bench: libforge_kernels ABI %d, CUDA compiled: %s, seed %llu%s\n", forge_abi_version(),
+              forge_cuda_compiled() ? "yes" : "no", static_cast<unsigned long long>(opt.seed),
+              opt.quick ? " (quick)" : "");
+  const char* reason = nullptr;
+  if (forge_cuda_device_count(&reason) == 0) {
+    std::fprintf(stderr, "forge_gpu_bench: no usable GPU: %s\n", reason && *reason ? reason : "unknown reason");
+    return 3;
+  }
+
+  std::unique_ptr<Context> ctx;
+  try {
+    GB_FORGE(forge_cuda_set_device(0));
+    ctx = std::make_unique<Context>();
+    ctx->opt = opt;
+    ctx->rng = Rng(opt.seed);
+    GB_FORGE(forge_cuda_get_device_props(0, &ctx->props));
+    int l2 = 0;
+    GB_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
+    ctx->l2_bytes = l2;
+    std::printf("device: %s, cc %d.%d, %d SMs, %.1f GiB, L2 %.0f MB\n", ctx->props.name, ctx->props.major,
+                ctx->props.minor, ctx->props.multiprocessors, ctx->props.total_memory / 1073741824.0, l2 / 1e6);
+    ctx->ceil = measure_ceilings(ctx->stream, opt.quick, opt.warmup, opt.reps, ctx->rng.fork());
+    std::printf("ceilings: copy %.0f GB/s (%.2f GB copied, read+write counted); gemm %.0f TFLOP/s (%s)\n",
+                ctx->ceil.copy_gbps, ctx->ceil.copy_bytes / 1e9, ctx->ceil.gemm_tflops, ctx->ceil.gemm_note.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "forge_gpu_bench: setup failed: %s\n", e.what());
+    return 1;
+  }
+
+  if (wants(opt.sections, "layout")) run_layout(*ctx);
+  if (wants(opt.sections, "merge")) run_merge(*ctx);
+  if (wants(opt.sections, "cispo")) run_cispo(*ctx);
+  if (wants(opt.sections, "attention")) run_attention(*ctx);
+
+  std::printf("\n== forge_gpu_bench [%s] on %s ==", opt.sections.c_str(), ctx->props.name);
+  ctx->report.print(stdout);
+  if (!opt.jsonl.empty()) {
+    if (FILE* f = std::fopen(opt.jsonl.c_str(), "a")) {
+      std::fprintf(f, "%s\n", ctx->report.json(header(*ctx)).c_str());
+      std::fclose(f);
+    } else {
+      std::fprintf(stderr, "forge_gpu_bench: cannot append to %s: %s\n", opt.jsonl.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  const bool failed = ctx->report.failed();
+  std::printf("\nforge_gpu_bench [%s]: %s\n", opt.sections.c_str(), failed ? "FAILED" : "all checks passed");
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# forge-rl GPU bench in one command: build (Release, sm_90), check every CUDA kernel against the CPU
+# kernels, time them against ceilings measured in the same run, compare with PyTorch.
+#   bash bench/gpu/run.sh [--quick] [--skip-build] [--no-torch]
+# Output folder: $OUT if set, else bench/gpu/out/: gpu_bench.log (everything, build included),
+# gpu_bench.jsonl (C++ results, one line per section), torch_bench.json, results.md (an entry for
+# bench/RESULTS.md). The short table comes last on stdout.
+# Exit status: 0 all checks passed; 1 a check failed, a section crashed or the build failed; 3 no GPU.
+# Environment: FORGE_COMMIT (recorded; default git rev-parse), FORGE_TEST_SEED (inputs; default fresh),
+# FORGE_BENCH_BUDGET (seconds for the whole script, build included, default 450: each step's limit is
+# cut to what is left, so the summary is always written), FORGE_BENCH_SECTION_TIMEOUT (120),
+# FORGE_BENCH_TORCH_TIMEOUT (300).
+set -u -o pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUTDIR=${OUT:-$HERE/out}
+BUILD_DIR=$HERE/build
+QUICK=""
+BUILD=1
+TORCH=1
+for arg in "$@"; do
+  case $arg in
+    --quick) QUICK=--quick ;;
+    --skip-build) BUILD=0 ;;
+    --no-torch) TORCH=0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument '$arg'" >&2; exit 2 ;;
+  esac
+done
+
+mkdir -p "$OUTDIR"
+LOG=$OUTDIR/gpu_bench.log
+JSONL=$OUTDIR/gpu_bench.jsonl
+TJSON=$OUTDIR/torch_bench.json
+rm -f "$JSONL" "$TJSON" "$OUTDIR/results.md"
+: > "$LOG"
+log() { echo "[run.sh $(date +%H:%M:%S)] $*" | tee -a "$LOG"; }
+START=$(date +%s)
+DEADLINE=$((START + ${FORGE_BENCH_BUDGET:-450}))
+# Seconds a step may take: its own limit, cut to what the budget leaves (keeping 15 s for the summary).
+limit() { local left=$((DEADLINE - $(date +%s) - 15)); echo $(( left < $1 ? left : $1 )); }
+
+{
+  echo "== machine"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+    --format=csv 2>&1 || true
+  nvcc --version 2>&1 | tail -1 || true
+  cmake --version 2>&1 | head -1 || true
+  nproc
+} >> "$LOG" 2>&1
+
+# cuBLAS for the GEMM ceiling is opened at run time: the toolkit's, else the one PyTorch's wheels carry.
+CUBLAS_DIR=$(python3 -c 'import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null || true)
+export LD_LIBRARY_PATH="${CUDA_HOME:-/usr/local/cuda}/lib64${CUBLAS_DIR:+:$CUBLAS_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+if [ "$BUILD" = 1 ]; then
+  GENERATOR=()
+  if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then GENERATOR=(-G Ninja); fi
+  log "configure + build into $BUILD_DIR (log: $LOG)"
+  T0=$(date +%s)
+  if ! { cmake -S "$HERE" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release &&
+         cmake --build "$BUILD_DIR" -j "$(nproc)"; } >> "$LOG" 2>&1; then
+    log "BUILD FAILED; the end of the log:"
+    tail -40 "$LOG"
+    exit 1
+  fi
+  log "built in $(( $(date +%s) - T0 )) s"
+fi
+BIN=$BUILD_DIR/forge_gpu_bench
+LIB=$BUILD_DIR/forge/libforge_kernels.so
+[ -x "$BIN" ] || { log "no $BIN: build first"; exit 1; }
+
+SEED=${FORGE_TEST_SEED:-$(( $(od -An -N4 -tu4 /dev/urandom | tr -d ' ') ))}
+STATUS=0
+I=0
+SECTION_LOG=$(mktemp)
+trap 'rm -f "$SECTION_LOG"' EXIT
+# One process per section: a CUDA error that poisons the context (an illegal address) ends one
+# section, not the run. Each process measures its own ceilings (about a second).
+for SECTION in layout merge cispo attention; do
+  I=$((I + 1))
+  LIMIT=$(limit "${FORGE_BENCH_SECTION_TIMEOUT:-120}")
+  if [ "$LIMIT" -lt 10 ]; then STATUS=1; log "section $SECTION: not run, the time budget is spent"; continue; fi
+  log "forge_gpu_bench --sections $SECTION --seed $((SEED + I)) $QUICK (limit ${LIMIT} s)"
+  timeout -k 10 "$LIMIT" "$BIN" $QUICK --seed $((SEED + I)) --sections "$SECTION" \
+    --jsonl "$JSONL" > "$SECTION_LOG" 2>&1
+  RC=$?
+  cat "$SECTION_LOG" >> "$LOG"
+  grep -E "FAIL|ERROR|!!" "$SECTION_LOG" | head -8 || true
+  if [ $RC = 3 ]; then log "$(grep -m1 "no usable GPU" "$SECTION_LOG" || echo "no usable GPU")"; exit 3; fi
+  if [ $RC != 0 ]; then STATUS=1; log "section $SECTION: exit status $RC (124/137: timed out)"; fi
+done
+
+LIMIT=$(limit "${FORGE_BENCH_TORCH_TIMEOUT:-300}")
+if [ "$TORCH" = 1 ] && [ "$LIMIT" -lt 30 ]; then
+  STATUS=1
+  log "torch_bench.py: not run, the time budget is spent"
+elif [ "$TORCH" = 1 ]; then
+  log "torch_bench.py $QUICK (limit ${LIMIT} s)"
+  # SIGINT at the limit: the script keeps what it measured and writes it out.
+  PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 timeout -s INT -k 15 "$LIMIT" \
+    python3 "$HERE/torch_bench.py" $QUICK --lib "$LIB" --json "$TJSON" --seed "$SEED" >> "$LOG" 2>&1
+  RC=$?
+  if [ $RC != 0 ] && [ $RC != 3 ]; then STATUS=1; log "torch_bench.py: exit status $RC"; fi
+  if [ $RC = 3 ]; then log "torch_bench.py could not run: $(tail -1 "$LOG")"; fi
+fi
+
+COMMIT=${FORGE_COMMIT:-$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+log "done in $(( $(date +%s) - START )) s; full log $LOG"
+PYTHONDONTWRITEBYTECODE=1 python3 "$HERE/summarize.py" --jsonl "$JSONL" --torch "$TJSON" \
+  --md "$OUTDIR/results.md" --commit "$COMMIT" | tee -a "$LOG"
+[ "${PIPESTATUS[0]}" = 0 ] || STATUS=1
+exit $STATUS
