@@ -36,3 +36,10 @@ export { SqliteStore, MemoryStore, type PoolStore } from './pool/index.js';
 // The batch builder: released groups -> samples -> prefix-tree parts under a token budget; the pool feed.
 export * as batch from './batch/index.js';
 export { BatchBuilder, PoolFeed, type TrainingBatch, type TrajectoryRollout } from './batch/index.js';
+
+// The CUDA backend: device tensors and the GPU kernels (the CPU kernels serve when no GPU is usable).
+export * from './device.js';
+export {
+  treeAttentionDevice, treeAttentionBackwardDevice, DEVICE_HEAD_DIMS,
+  type DeviceAttentionOptions, type DeviceAttentionOutput, type DeviceAttentionGrads,
+} from './attentionDevice.js';

@@ -12,6 +12,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   forge::addon::register_model(env, exports);
   forge::addon::register_optimizer(env, exports);
   forge::addon::register_engine(env, exports);
+  forge::addon::register_cuda(env, exports);
+  forge::addon::register_cuda_attention(env, exports);
   return exports;
 }
 

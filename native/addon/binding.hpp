@@ -22,6 +22,8 @@ void register_cispo(Napi::Env env, Napi::Object exports);
 void register_model(Napi::Env env, Napi::Object exports);
 void register_optimizer(Napi::Env env, Napi::Object exports);
 void register_engine(Napi::Env env, Napi::Object exports);
+void register_cuda(Napi::Env env, Napi::Object exports);            // device memory, CISPO, merge, gather/scatter
+void register_cuda_attention(Napi::Env env, Napi::Object exports);  // device tree attention
 
 // Throws a JS TypeError with `code` set (C++ exceptions are on in the addon).
 [[noreturn]] void throw_type_error(Napi::Env env, const std::string& message);

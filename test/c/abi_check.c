@@ -137,6 +137,33 @@ int main(void) {
   const char* reason = NULL;
   int devices = forge_cuda_device_count(&reason);
   printf("cuda compiled %d, devices %d (%s)\n", forge_cuda_compiled(), devices, reason ? reason : "");
+
+  /* The CUDA section answers in every build: FORGE_ERR_UNSUPPORTED without CUDA, FORGE_ERR_DEVICE with
+   * CUDA but no GPU (naming the reason), a working round trip with a GPU. */
+  CHECK(forge_dtype_size(FORGE_DTYPE_F32) == 4 && forge_dtype_size(FORGE_DTYPE_BF16) == 2, "dtype sizes");
+  CHECK(forge_cuda_free(NULL) == FORGE_OK, "forge_cuda_free(NULL)");
+  void* dev = &failures; /* must come back NULL on failure */
+  st = forge_cuda_malloc(sizeof logits, &dev);
+  if (devices == 0) {
+    forge_status want_st = forge_cuda_compiled() ? FORGE_ERR_DEVICE : FORGE_ERR_UNSUPPORTED;
+    CHECK(st == want_st && dev == NULL, "cuda malloc without a GPU gave %s", forge_status_name(st));
+    CHECK(strstr(forge_last_error(), "forge_cuda_malloc") != NULL, "message '%s' names the call", forge_last_error());
+    st = forge_cuda_cispo_loss(FORGE_DTYPE_F32, N, V, logits, 3, term_node, term_target, term_old, term_adv, &opt,
+                               NULL, NULL, &stats, NULL);
+    CHECK(st == want_st, "cuda cispo without a GPU gave %s", forge_status_name(st));
+    forge_cuda_device_props props;
+    CHECK(forge_cuda_get_device_props(0, &props) == want_st, "cuda device props without a GPU");
+    CHECK(forge_cuda_set_device(0) == want_st && forge_cuda_synchronize(NULL) == want_st, "cuda set/sync without a GPU");
+  } else {
+    float back[N * V];
+    CHECK(st == FORGE_OK && dev != NULL, "cuda malloc: %s", forge_last_error());
+    CHECK(forge_cuda_memcpy_h2d(dev, logits, sizeof logits, NULL) == FORGE_OK, "h2d: %s", forge_last_error());
+    CHECK(forge_cuda_memcpy_d2h(back, dev, sizeof back, NULL) == FORGE_OK, "d2h: %s", forge_last_error());
+    CHECK(memcmp(back, logits, sizeof back) == 0, "device round trip changed the data");
+    CHECK(forge_cuda_memcpy_d2h(dev, logits, sizeof logits, NULL) == FORGE_ERR_INVALID_ARGUMENT,
+          "a host pointer as the device source was accepted");
+    CHECK(forge_cuda_free(dev) == FORGE_OK, "cuda free: %s", forge_last_error());
+  }
   if (failures) return 1;
   printf("ok\n");
   return 0;

@@ -470,7 +470,8 @@ FORGE_API forge_status forge_model_extend(const forge_model_config* config, cons
  * CUDA backend — device memory and device kernels (the GPU path of contracts 1-3)
  *
  * Every forge_cuda_* kernel takes device pointers and a cudaStream_t passed as `void* stream` (NULL =
- * the legacy default stream) and is asynchronous: it returns once its kernels are enqueued. Launch and
+ * the legacy default stream) and is asynchronous: it returns once its kernels are enqueued (except
+ * where a function says it waits: the merges, and CISPO when asked for stats). Launch and
  * configuration errors come back as FORGE_ERR_DEVICE with the CUDA text; an error inside a kernel
  * surfaces at the next synchronising call. Shapes, dtypes, null pointers and pointer kinds (a host
  * pointer where a device pointer is required) are checked on the host before anything is launched.
@@ -528,10 +529,14 @@ FORGE_API forge_status forge_cuda_scatter_from_samples(const float* sample_value
                                                        int64_t channels, const int32_t* node_of, int64_t num_nodes,
                                                        float* out, void* stream);
 
-/* Contract 2 on the device. Q, K, V, O (and dO, dQ, dK, dV) in `dtype` (F16 or BF16; F32 is served
- * too, as a reference path), LSE float32 [N, Hq], natural log. head_dim 64 or 128
- * (FORGE_ERR_UNSUPPORTED otherwise); Hq a multiple of Hkv. `subtree_end` [N] in device memory: query q
- * attends to key a iff a <= q < subtree_end[a]. Key tiles no query of a tile can see are skipped. */
+/* Contract 2 on the device. Q, K, V, O (and dO, dQ, dK, dV) in `dtype` (F16 or BF16 on tensor cores;
+ * F32 is served too, on CUDA cores, as a reference path), LSE float32 [N, Hq], natural log. head_dim
+ * 64 or 128 (FORGE_ERR_UNSUPPORTED otherwise); Hq a multiple of Hkv; N <= 2^31 - 128. `subtree_end`
+ * [N] in device memory: query q attends to key a iff a <= q < subtree_end[a]. Key tiles no query of a
+ * tile can see are skipped. Q/K/V/O/dO/dQ/dK/dV must be 16-byte aligned, LSE and subtree_end 4-byte
+ * aligned (FORGE_ERR_INVALID_ARGUMENT otherwise). Values are not checked on the device: a NaN input or
+ * a non-finite LSE gives NaN outputs. The forward allocates a small per-tile temporary on the stream;
+ * dQ of the backward is accumulated with float32 atomics (not bitwise reproducible; O, dK, dV are). */
 FORGE_API forge_status forge_cuda_tree_attention_forward(const forge_attention_shape* shape, forge_dtype dtype,
                                                          const void* q, const void* k, const void* v,
                                                          const int32_t* subtree_end, void* o, float* lse,
@@ -544,7 +549,8 @@ FORGE_API forge_status forge_cuda_tree_attention_backward(const forge_attention_
                                                           const float* lse, const void* d_o, void* dq, void* dk,
                                                           void* dv, void* stream);
 /* Merge of attention states on the device, float32 o [rows, H, D] and lse [rows, H], same semantics
- * as forge_merge_states / forge_merge_states_csr (offsets [rows + 1] in device memory). */
+ * as forge_merge_states / forge_merge_states_csr (offsets [rows + 1] in device memory). Both wait for
+ * the stream, to report the first NaN / +inf lse (or, for CSR, the first bad offset). */
 FORGE_API forge_status forge_cuda_merge_states(int64_t rows, int32_t num_heads, int32_t head_dim, const float* o_a,
                                                const float* lse_a, const float* o_b, const float* lse_b,
                                                float* o_out, float* lse_out, void* stream);

@@ -1,0 +1,264 @@
+// forge_cuda_cispo_loss (contract 3 on the device): argument checks, the term index (csr_by_key:
+// terms by node, then by target), the fused row kernel (cispo/kernel.cuh), the statistics. With
+// `stats` the call waits for the stream, reads the totals and the non-finite flag back and reports
+// a non-finite logits row as FORGE_ERR_NON_FINITE naming the row and column, exactly as the CPU
+// kernel; without it everything stays asynchronous and such a row gets NaN dlogits and logprobs.
+#include <cuda_runtime.h>
+#include <forge/forge.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "cispo/kernel.cuh"
+#include "common/check.cuh"
+#include "common/csr.cuh"
+#include "common/dtype.cuh"
+#include "common/launch.cuh"
+#include "common/scratch.cuh"
+
+namespace forge {
+namespace cuda {
+namespace cispo {
+namespace {
+
+constexpr const char* kFn = "forge_cuda_cispo_loss";
+constexpr unsigned long long kNone = ~0ull;
+
+std::string num(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", x);
+  return buf;
+}
+
+// What the host reads back: the totals and the first non-finite row.
+struct Readback {
+  Totals totals;
+  unsigned long long bad_row;
+};
+
+struct Args {
+  forge_dtype dtype;
+  int64_t num_rows, vocab_size;
+  const void* logits;
+  int64_t num_terms;
+  const int32_t* term_node;
+  const int32_t* term_target;
+  const float* term_old_logprob;
+  const float* term_advantage;
+  const forge_cispo_options* options;
+  void* dlogits;
+  float* logprobs_out;
+};
+
+// The host-side checks of the CPU kernel (policy_terms.hpp validate_policy_args), minus the term
+// values, which live in device memory (trusted, see forge.h).
+forge_status validate(const Args& a, PolicyParams& p) {
+  if (a.dtype != FORGE_DTYPE_F32 && a.dtype != FORGE_DTYPE_BF16) {
+    FORGE_CUDA_RETURN_IF(check_dtype("dtype", a.dtype));
+    return fail(FORGE_ERR_UNSUPPORTED, std::string("dtype: the device CISPO kernel reads F32 or BF16 logits, got ") +
+                                           dtype_name(a.dtype));
+  }
+  if (a.num_rows < 0) return fail(FORGE_ERR_INVALID_ARGUMENT, "num_rows: expected >= 0, got " + std::to_string(a.num_rows));
+  if (a.num_rows >= INT32_MAX)
+    return fail(FORGE_ERR_UNSUPPORTED, "num_rows: the device kernel serves fewer than 2^31 - 1 rows, got " +
+                                           std::to_string(a.num_rows));
+  if (a.vocab_size < 1 || a.vocab_size > INT32_MAX)
+    return fail(FORGE_ERR_INVALID_ARGUMENT,
+                "vocab_size: expected an integer in [1, 2147483647], got " + std::to_string(a.vocab_size));
+  if (a.num_rows > std::numeric_limits<int64_t>::max() / 4 / a.vocab_size)
+    return fail(FORGE_ERR_INVALID_ARGUMENT, "num_rows * vocab_size: " + std::to_string(a.num_rows) + " x " +
+                                                std::to_string(a.vocab_size) + " elements overflow");
+  if (a.num_terms < 0 || a.num_terms >= INT32_MAX)
+    return fail(FORGE_ERR_INVALID_ARGUMENT,
+                "num_terms: expected an integer in [0, 2147483646], got " + std::to_string(a.num_terms));
+  if (!a.options) return fail(FORGE_ERR_INVALID_ARGUMENT, "options: null pointer");
+  const forge_cispo_options& o = *a.options;
+  if (o.mode != FORGE_PG_CISPO && o.mode != FORGE_PG_PPO_CLIP && o.mode != FORGE_PG_CROSS_ENTROPY)
+    return fail(FORGE_ERR_INVALID_ARGUMENT,
+                "options.mode: expected FORGE_PG_CISPO (0), FORGE_PG_PPO_CLIP (1) or FORGE_PG_CROSS_ENTROPY (2), got " +
+                    std::to_string(static_cast<int>(o.mode)));
+  if (std::isnan(o.eps_low)) return fail(FORGE_ERR_NON_FINITE, "options.eps_low: expected a number >= 0, got nan");
+  if (o.eps_low < 0) return fail(FORGE_ERR_OUT_OF_RANGE, "options.eps_low: expected a number >= 0, got " + num(o.eps_low));
+  if (std::isnan(o.eps_high)) return fail(FORGE_ERR_NON_FINITE, "options.eps_high: expected a number >= 0, got nan");
+  if (o.eps_high < 0)
+    return fail(FORGE_ERR_OUT_OF_RANGE, "options.eps_high: expected a number >= 0, got " + num(o.eps_high));
+  if (!std::isfinite(o.normalizer))
+    return fail(FORGE_ERR_NON_FINITE, "options.normalizer: expected a finite number, got " + num(o.normalizer));
+
+  p.mode = o.mode;
+  p.lo = 1.0 - static_cast<double>(o.eps_low);
+  p.hi = 1.0 + static_cast<double>(o.eps_high);
+  if (o.mode == FORGE_PG_CROSS_ENTROPY) {  // nothing is clipped: the clip fractions stay 0
+    p.lo = -std::numeric_limits<double>::infinity();
+    p.hi = std::numeric_limits<double>::infinity();
+  }
+  const double z = o.normalizer > 0 ? o.normalizer : static_cast<double>(a.num_terms);
+  p.inv_z = z > 0 ? 1.0 / z : 0.0;
+  return FORGE_OK;
+}
+
+forge_status check_pointers(const Args& a) {
+  const int64_t elements = a.num_rows * a.vocab_size;
+  if (elements > 0) FORGE_CUDA_RETURN_IF(require_device_pointer("logits", a.logits));
+  if (elements > 0) FORGE_CUDA_RETURN_IF(optional_device_pointer("dlogits", a.dlogits));
+  if (a.num_terms > 0) {
+    FORGE_CUDA_RETURN_IF(require_device_pointer("term_node", a.term_node));
+    FORGE_CUDA_RETURN_IF(require_device_pointer("term_target", a.term_target));
+    FORGE_CUDA_RETURN_IF(require_device_pointer("term_old_logprob", a.term_old_logprob));
+    FORGE_CUDA_RETURN_IF(require_device_pointer("term_advantage", a.term_advantage));
+    FORGE_CUDA_RETURN_IF(optional_device_pointer("logprobs_out", a.logprobs_out));
+  }
+  if (a.dlogits && a.dlogits != a.logits && elements > 0) {
+    // Partial overlap would read logits the gradient pass already overwrote.
+    const auto bytes = static_cast<uintptr_t>(elements) * forge_dtype_size(a.dtype);
+    const auto l = reinterpret_cast<uintptr_t>(a.logits), d = reinterpret_cast<uintptr_t>(a.dlogits);
+    if (d < l + bytes && l < d + bytes)
+      return fail(FORGE_ERR_INVALID_ARGUMENT, "dlogits: overlaps logits without being equal to it");
+  }
+  return FORGE_OK;
+}
+
+__global__ void fill_nan_kernel(float* out, int64_t n) {
+  for (int64_t i = global_thread(); i < n; i += grid_stride()) out[i] = NAN;
+}
+
+// Blocks of the row kernel: as many as the device keeps resident, at most one per row.
+forge_status row_grid(const void* kernel, int64_t num_rows, int& blocks) {
+  int device = 0, sms = 0, per_sm = 0;
+  FORGE_CUDA_TRY(cudaGetDevice(&device), kFn);
+  FORGE_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), kFn);
+  FORGE_CUDA_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kRowThreads, 0), kFn);
+  const int64_t resident = static_cast<int64_t>(sms) * (per_sm > 0 ? per_sm : 1);
+  blocks = static_cast<int>(num_rows < resident ? num_rows : resident);
+  return FORGE_OK;
+}
+
+// A non-finite row: copy it back and name the first bad column, as the CPU kernel does.
+template <class T>
+forge_status non_finite_error(const T* logits, int64_t row, int64_t vocab_size, cudaStream_t s) {
+  std::vector<T> host(static_cast<size_t>(vocab_size));
+  FORGE_CUDA_TRY(cudaMemcpyAsync(host.data(), logits + row * vocab_size, host.size() * sizeof(T),
+                                 cudaMemcpyDeviceToHost, s),
+                 kFn);
+  FORGE_CUDA_TRY(cudaStreamSynchronize(s), kFn);
+  for (int64_t c = 0; c < vocab_size; ++c) {
+    float v;
+    if constexpr (sizeof(T) == 4) {
+      std::memcpy(&v, &host[static_cast<size_t>(c)], 4);
+    } else {  // bf16: the high half of a float
+      uint16_t bits;
+      std::memcpy(&bits, &host[static_cast<size_t>(c)], 2);
+      const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+      std::memcpy(&v, &wide, 4);
+    }
+    if (!std::isfinite(v))
+      return fail(FORGE_ERR_NON_FINITE, "logits[row " + std::to_string(row) + ", column " + std::to_string(c) +
+                                            "]: expected a finite number, got " + num(v));
+  }
+  // The flag was raised but the row reads finite now (the caller changed it meanwhile).
+  return fail(FORGE_ERR_NON_FINITE, "logits[row " + std::to_string(row) + "]: held a non-finite value");
+}
+
+void fill_stats(const Totals& t, const PolicyParams& p, forge_cispo_stats* stats) {
+  auto frac = [](double a, unsigned long long b) { return b > 0 ? a / static_cast<double>(b) : 0.0; };
+  stats->loss = t.loss * p.inv_z;
+  stats->mean_ratio = frac(t.ratio, t.terms);
+  stats->clip_frac_high = frac(static_cast<double>(t.clip_high), t.terms);
+  stats->clip_frac_low = frac(static_cast<double>(t.clip_low), t.terms);
+  stats->clip_frac_pos_adv = frac(static_cast<double>(t.pos_clipped), t.pos);
+  stats->clip_frac_neg_adv = frac(static_cast<double>(t.neg_clipped), t.neg);
+  stats->mean_entropy = frac(t.entropy, t.rows);
+  stats->mean_logprob = frac(t.logprob, t.terms);
+  stats->num_terms = static_cast<int64_t>(t.terms);
+  stats->num_rows = static_cast<int64_t>(t.rows);
+}
+
+template <class T>
+forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats, cudaStream_t s) {
+  const auto rows = static_cast<int32_t>(a.num_rows), terms = static_cast<int32_t>(a.num_terms);
+  int blocks = 0;
+  FORGE_CUDA_RETURN_IF(row_grid(reinterpret_cast<const void*>(&cispo_rows_kernel<T>), a.num_rows, blocks));
+
+  StreamScratch scratch(s);
+  const size_t at_order = scratch.reserve<int32_t>(terms), at_start = scratch.reserve<int32_t>(rows + int64_t{1});
+  const size_t at_fix = scratch.reserve<float>(terms), at_partials = scratch.reserve<Totals>(blocks);
+  const size_t at_readback = scratch.reserve<Readback>(1);
+  FORGE_CUDA_RETURN_IF(scratch.allocate("forge_cuda_cispo_loss: scratch"));
+  Readback* readback = scratch.at<Readback>(at_readback);
+
+  FORGE_CUDA_TRY(cudaMemsetAsync(&readback->bad_row, 0xFF, sizeof readback->bad_row, s), kFn);
+  if (a.logprobs_out && terms > 0) {
+    // Terms the kernel skips (node or target out of range) read NaN rather than stale memory.
+    fill_nan_kernel<<<grid_for(terms), kThreads, 0, s>>>(a.logprobs_out, terms);
+    FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: fill_nan");
+  }
+  RowKernelArgs<T> k{};
+  k.logits = static_cast<const T*>(a.logits);
+  k.dlogits = static_cast<T*>(a.dlogits);
+  k.num_rows = a.num_rows;
+  k.vocab_size = a.vocab_size;
+  k.order = scratch.at<int32_t>(at_order);
+  k.start = scratch.at<int32_t>(at_start);
+  k.target = a.term_target;
+  k.old_logprob = a.term_old_logprob;
+  k.advantage = a.term_advantage;
+  k.logprobs_out = a.logprobs_out;
+  k.fix = scratch.at<float>(at_fix);
+  k.params = p;
+  k.check_all_rows = stats != nullptr;
+  k.partials = scratch.at<Totals>(at_partials);
+  k.bad_row = &readback->bad_row;
+  FORGE_CUDA_RETURN_IF(csr_by_key(a.term_node, a.term_target, static_cast<int32_t>(a.vocab_size), terms, rows,
+                                  scratch.at<int32_t>(at_order), scratch.at<int32_t>(at_start), s));
+  cispo_rows_kernel<T><<<blocks, kRowThreads, 0, s>>>(k);
+  FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: rows");
+  if (!stats) return FORGE_OK;
+
+  cispo_totals_kernel<<<1, 32, 0, s>>>(k.partials, blocks, &readback->totals);
+  FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: totals");
+  Readback host{};
+  FORGE_CUDA_TRY(cudaMemcpyAsync(&host, readback, sizeof host, cudaMemcpyDeviceToHost, s), kFn);
+  FORGE_CUDA_TRY(cudaStreamSynchronize(s), kFn);
+  if (host.bad_row != kNone)
+    return non_finite_error(static_cast<const T*>(a.logits), static_cast<int64_t>(host.bad_row), a.vocab_size, s);
+  fill_stats(host.totals, p, stats);
+  return FORGE_OK;
+}
+
+forge_status cispo_loss(const Args& a, forge_cispo_stats* stats, void* stream) {
+  PolicyParams p{};
+  FORGE_CUDA_RETURN_IF(validate(a, p));
+  FORGE_CUDA_RETURN_IF(require_device(kFn));
+  FORGE_CUDA_RETURN_IF(check_pointers(a));
+  if (a.num_rows == 0) {  // no row, so no term can be valid
+    if (stats) fill_stats(Totals{}, p, stats);
+    return FORGE_OK;
+  }
+  const cudaStream_t s = as_stream(stream);
+  if (a.dtype == FORGE_DTYPE_BF16) return run<__nv_bfloat16>(a, p, stats, s);
+  return run<float>(a, p, stats, s);
+}
+
+}  // namespace
+}  // namespace cispo
+}  // namespace cuda
+}  // namespace forge
+
+extern "C" FORGE_API forge_status forge_cuda_cispo_loss(forge_dtype dtype, int64_t num_rows, int64_t vocab_size,
+                                                        const void* logits, int64_t num_terms, const int32_t* term_node,
+                                                        const int32_t* term_target, const float* term_old_logprob,
+                                                        const float* term_advantage, const forge_cispo_options* options,
+                                                        void* dlogits, float* logprobs_out, forge_cispo_stats* stats,
+                                                        void* stream) {
+  return forge::guarded("forge_cuda_cispo_loss", [&] {
+    const forge::cuda::cispo::Args a{dtype,          num_rows,         vocab_size,     logits,  num_terms,
+                                     term_node,      term_target,      term_old_logprob, term_advantage,
+                                     options,        dlogits,          logprobs_out};
+    return forge::cuda::cispo::cispo_loss(a, stats, stream);
+  });
+}
