@@ -26,6 +26,7 @@ const benches: Record<string, () => Promise<{ bench: Bench }>> = {
   scheduler: () => import('./scheduler.bench.js'),
   pool: () => import('./pool.bench.js'),
   batch: () => import('./batch.bench.js'),
+  gateway: () => import('./gateway.bench.js'),
 };
 
 function table(section: BenchSection): string {
