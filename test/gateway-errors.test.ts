@@ -1,6 +1,6 @@
 // Error paths, each in the protocol's own shape, with the real SDKs where they can send the request:
 // auth (no key, bad key, another session's key, unknown / closed session), admin token, malformed
-// JSON, schema violations, body size, unsupported tool_choice, per-session concurrency, an upstream
+// JSON, schema violations, body size, a forced tool_choice without tools and an unsupported one, per-session concurrency, an upstream
 // failure (recorded as failed), an upstream without token ids (recorded as not trainable), and a
 // client that disconnects mid-stream (the upstream call is cancelled).
 import Anthropic from '@anthropic-ai/sdk';
@@ -138,7 +138,8 @@ describe('gateway / errors in the protocol shape', () => {
       ['/v1/chat/completions', '{"messages": [', 400, 'FORGE_GW_INVALID_JSON'],
       ['/v1/chat/completions', JSON.stringify({ messages: USER, n: '2' }), 400, 'FORGE_GW_INVALID_REQUEST'],
       ['/v1/chat/completions', JSON.stringify({ messages: [] }), 400, 'FORGE_GW_INVALID_REQUEST'],
-      ['/v1/chat/completions', JSON.stringify({ messages: USER, tool_choice: 'required' }), 400, 'FORGE_GW_UNSUPPORTED_PARAMETER'],
+      ['/v1/chat/completions', JSON.stringify({ messages: USER, tool_choice: 'required' }), 400, 'FORGE_GW_INVALID_REQUEST'],
+      ['/v1/chat/completions', JSON.stringify({ messages: USER, tool_choice: { type: 'allowed_tools', allowed_tools: { mode: 'auto', tools: [] } } }), 400, 'FORGE_GW_UNSUPPORTED_PARAMETER'],
       ['/v1/chat/completions', JSON.stringify({ messages: [{ role: 'tool', tool_call_id: 'zz', content: 'x' }] }), 400, 'FORGE_GW_INVALID_REQUEST'],
       ['/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] }), 413, 'FORGE_GW_BODY_TOO_LARGE'],
       ['/v1/messages', '{"max_tokens": 5, "messages": [', 400, 'FORGE_GW_INVALID_JSON'],

@@ -13,7 +13,7 @@ import type { NanoPolicyConfig } from '../model/policy.js';
 import { expectArray, expectInt, firstNonFinite } from '../validate.js';
 import { KvPool, ModelRunner } from './kernels.js';
 import { PrefixCache } from './prefixCache.js';
-import { samplingOptions, seededRandom } from './sampler.js';
+import { MAX_TOP_LOGPROBS, samplingOptions, seededRandom } from './sampler.js';
 import { Sequence, type SequenceSpec } from './sequence.js';
 import { StepBatch } from './stepBatch.js';
 import type { EngineStats, FinishReason, GenerateOptions, GenerateResult, Generation } from './types.js';
@@ -207,7 +207,8 @@ export class NanoEngine {
     }
     const seed = o.seed === undefined ? Math.floor(Math.random() * 2 ** 53) : expectInt('options.seed', o.seed, 0, 2 ** 53);
     if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) throw typeError('options.signal: expected an AbortSignal');
-    return { prompt: prompt.slice(), sampling, maxTokens, stopIds, stopSeqs, seed, random: seededRandom(seed), signal: o.signal };
+    const topLogprobs = o.topLogprobs === undefined ? 0 : expectInt('options.topLogprobs', o.topLogprobs, 0, Math.min(MAX_TOP_LOGPROBS, V));
+    return { prompt: prompt.slice(), sampling, maxTokens, stopIds, stopSeqs, seed, random: seededRandom(seed), signal: o.signal, topLogprobs };
   }
 
   private kick(): void {

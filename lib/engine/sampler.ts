@@ -2,8 +2,15 @@
 // log-probability of the sampled token. The logprob is log_softmax of the raw float32 logits
 // (temperature 1, no top-p) computed in float64: exactly what the training path's CISPO kernel
 // computes for the same token (logp = z[y] - logsumexp(z)), so the ratio starts at 1 on-policy.
+// Top-k alternatives, when asked, come from that same distribution and the same normaliser, so the
+// sampled token's entry is bit-identical to its recorded logprob (temperature and top-p shape only
+// the draw, never the reported numbers).
 import { KernelErrorCode, rangeError } from '../errors.js';
 import { expectFinite, expectInt } from '../validate.js';
+import type { TopLogprob } from './types.js';
+
+/** Most alternatives a request may ask for (OpenAI's top_logprobs limit). */
+export const MAX_TOP_LOGPROBS = 20;
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax, lowest id on ties); > 0 divides the logits. Default 1. */
@@ -49,13 +56,48 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
-/** log_softmax(row)[token] in float64: row[token] - logsumexp(row). */
-export function logSoftmaxAt(row: ArrayLike<number>, token: number): number {
+/** The normaliser of log_softmax(row) in float64: log_softmax(row)[i] = row[i] - max - logSum. */
+interface LogSoftmaxNorm {
+  max: number;
+  logSum: number;
+}
+
+function logSoftmaxNorm(row: ArrayLike<number>): LogSoftmaxNorm {
   let max = -Infinity;
   for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
   let sum = 0;
   for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  return row[token] - max - Math.log(sum);
+  return { max, logSum: Math.log(sum) };
+}
+
+/** log_softmax(row)[token] in float64: row[token] - logsumexp(row). */
+export function logSoftmaxAt(row: ArrayLike<number>, token: number): number {
+  const { max, logSum } = logSoftmaxNorm(row);
+  return row[token] - max - logSum;
+}
+
+/**
+ * The k most likely tokens of log_softmax(row) (temperature 1, no top-p), most likely first, ties
+ * broken by the lower id; k is capped at the row's length. O(V k) with a sorted buffer of k.
+ */
+export function topLogprobs(row: ArrayLike<number>, k: number): TopLogprob[] {
+  return topOf(row, expectInt('k', k, 0), logSoftmaxNorm(row));
+}
+
+function topOf(row: ArrayLike<number>, k: number, norm: LogSoftmaxNorm): TopLogprob[] {
+  const n = Math.min(k, row.length);
+  const best: number[] = [];
+  for (let i = 0; i < row.length && n > 0; i++) {
+    // Ids ascend, so a later token never displaces an equal one: ties keep the lower id first.
+    if (best.length === n && !(row[i] > row[best[n - 1]])) continue;
+    let j = best.length === n ? n - 1 : best.length;
+    while (j > 0 && row[i] > row[best[j - 1]]) {
+      best[j] = best[j - 1];
+      j--;
+    }
+    best[j] = i;
+  }
+  return best.map((token) => ({ token, logprob: row[token] - norm.max - norm.logSum }));
 }
 
 /** Checks sampling options; returns them with the defaults filled in. */
@@ -70,21 +112,31 @@ export interface Sampled {
   token: number;
   /** log_softmax of the raw logits at `token`, float64. */
   logprob: number;
+  /** The `topK` most likely tokens (see topLogprobs); only when topK > 0. */
+  top?: TopLogprob[];
+}
+
+/** The sampled token with its logprob (and the top-k from the same normaliser when asked). */
+function sampled(row: Float32Array, token: number, topK: number): Sampled {
+  const norm = logSoftmaxNorm(row);
+  const out: Sampled = { token, logprob: row[token] - norm.max - norm.logSum };
+  if (topK > 0) out.top = topOf(row, topK, norm);
+  return out;
 }
 
 /**
  * Picks a token from one row of logits. Greedy at temperature 0; otherwise p ∝ exp(z / T) restricted
  * to the top-p nucleus, drawn with one call to `random`. Non-finite logits are refused (a broken model
- * must not produce plausible-looking tokens).
+ * must not produce plausible-looking tokens). `topK` > 0 also returns the k most likely tokens.
  */
-export function sampleToken(row: Float32Array, options: Required<SamplingOptions>, random: Random): Sampled {
+export function sampleToken(row: Float32Array, options: Required<SamplingOptions>, random: Random, topK = 0): Sampled {
   const V = row.length;
   let best = 0;
   for (let i = 0; i < V; i++) {
     if (!Number.isFinite(row[i])) throw rangeError(`logits[${i}]: expected a finite number, got ${row[i]}`, KernelErrorCode.NON_FINITE);
     if (row[i] > row[best]) best = i;
   }
-  if (options.temperature === 0) return { token: best, logprob: logSoftmaxAt(row, best) };
+  if (options.temperature === 0) return sampled(row, best, topK);
   const max = row[best], invT = 1 / options.temperature;
   const p = new Float64Array(V);
   let total = 0;
@@ -112,5 +164,5 @@ export function sampleToken(row: Float32Array, options: Required<SamplingOptions
   }
   // u may stay >= 0 by rounding: the last candidate with non-zero weight was taken above as default.
   if (p[token] === 0) token = best;
-  return { token, logprob: logSoftmaxAt(row, token) };
+  return sampled(row, token, topK);
 }

@@ -10,7 +10,7 @@
 import type { CacheNode, PrefixCache } from './prefixCache.js';
 import { sampleToken, type Random, type SamplingOptions } from './sampler.js';
 import type { StepBatch } from './stepBatch.js';
-import type { FinishReason, GenerateResult, TokenEvent } from './types.js';
+import type { FinishReason, GenerateResult, TokenEvent, TopLogprob } from './types.js';
 
 /** A push-to-pull queue of token events that ends with the request. */
 export class TokenChannel implements AsyncIterable<TokenEvent> {
@@ -63,6 +63,8 @@ export interface SequenceSpec {
   seed: number;
   random: Random;
   signal?: AbortSignal;
+  /** Alternatives reported per sampled token (0: none). */
+  topLogprobs: number;
 }
 
 export class Sequence {
@@ -70,6 +72,8 @@ export class Sequence {
   readonly completion: number[] = [];
   readonly logprobs: number[] = [];
   readonly versions: number[] = [];
+  /** Each sampled token's alternatives (only when spec.topLogprobs > 0). */
+  readonly top: TopLogprob[][] = [];
   /** Path nodes, root first; a reference is held on each. */
   readonly nodes: CacheNode[] = [];
   /** Row of this sequence's logits in the current step (-1: none). */
@@ -196,13 +200,16 @@ export class Sequence {
   accept(logits: Float32Array, vocab: number, version: number): FinishReason | undefined {
     const row = logits.subarray(this.logitRow * vocab, (this.logitRow + 1) * vocab);
     this.logitRow = -1;
-    const { token, logprob } = sampleToken(row, this.spec.sampling, this.spec.random);
+    const { token, logprob, top } = sampleToken(row, this.spec.sampling, this.spec.random, this.spec.topLogprobs);
     if (this.spec.signal?.aborted) return 'abort'; // dropped: the caller asked to stop before it was seen
     if (this.completion.length === 0) this.firstTokenAt = performance.now();
     this.completion.push(token);
     this.logprobs.push(logprob);
     this.versions.push(version);
-    this.channel.push({ token, logprob, version });
+    if (top) {
+      this.top.push(top);
+      this.channel.push({ token, logprob, version, top });
+    } else this.channel.push({ token, logprob, version });
     if (this.spec.stopIds.has(token)) {
       this.stoppedBy = token;
       return 'stop';
@@ -225,6 +232,7 @@ export class Sequence {
       completionIds: Int32Array.from(this.completion),
       logprobs: Float64Array.from(this.logprobs),
       versions: Int32Array.from(this.versions),
+      ...(this.spec.topLogprobs > 0 ? { topLogprobs: this.top.slice() } : {}),
       finishReason: this.finishReason!,
       ...(this.stoppedBy !== undefined ? { stoppedBy: this.stoppedBy } : {}),
       promptTokens: this.spec.prompt.length,

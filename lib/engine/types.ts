@@ -18,6 +18,20 @@ export interface GenerateOptions {
   seed?: number;
   /** Aborting ends the request at the next step with finishReason 'abort' (the tokens so far are kept). */
   signal?: AbortSignal;
+  /**
+   * Alternatives to report with each sampled token: the k most likely tokens, an integer in
+   * [0, 20] (at most the vocabulary). Default 0: none, and nothing extra is computed.
+   */
+  topLogprobs?: number;
+}
+
+/**
+ * One of the most likely tokens at a step, with its log-probability under the same distribution as
+ * TokenEvent.logprob: log_softmax of the raw float32 logits (temperature 1, no top-p), in float64.
+ */
+export interface TopLogprob {
+  token: number;
+  logprob: number;
 }
 
 /** One sampled token, as it is produced. */
@@ -27,6 +41,11 @@ export interface TokenEvent {
   logprob: number;
   /** Policy version of the weights that produced the logits this token was sampled from. */
   version: number;
+  /**
+   * With GenerateOptions.topLogprobs = k > 0: the k most likely tokens at this step, most likely
+   * first (ties: lower id first). The sampled token's entry, when it is among them, equals `logprob`.
+   */
+  top?: TopLogprob[];
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -47,6 +66,8 @@ export interface GenerateResult {
   logprobs: Float64Array;
   /** [completion length] per-token policy versions. */
   versions: Int32Array;
+  /** [completion length] TokenEvent.top of each token; only with GenerateOptions.topLogprobs > 0. */
+  topLogprobs?: TopLogprob[][];
   finishReason: FinishReason;
   /** The stop token id or stop string that ended the completion (finishReason 'stop'). */
   stoppedBy?: number | string;

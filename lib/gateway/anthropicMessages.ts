@@ -1,5 +1,6 @@
 // Anthropic Messages (POST /v1/messages): system, text / tool_use / tool_result / thinking blocks,
-// tools with input_schema, stop_sequences, streaming events (message_start, content_block_start /
+// tools with input_schema, tool_choice ({ type: auto | any | tool (+ name) | none }, with
+// disable_parallel_tool_use), stop_sequences, streaming events (message_start, content_block_start /
 // delta / stop, message_delta, message_stop). Converted to the chat messages the template renders.
 import type { FastifyInstance } from 'fastify';
 import type { ChatMessage, ToolCall } from '../model/chatTemplate.js';
@@ -7,6 +8,7 @@ import { runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } fr
 import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
+import type { ToolChoice } from './upstream.js';
 
 const textOrBlocks = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'object', required: ['type'] } }] };
 
@@ -24,7 +26,11 @@ const messagesSchema = {
         items: { type: 'object', required: ['role', 'content'], properties: { role: { enum: ['user', 'assistant'] }, content: textOrBlocks } },
       },
       tools: { type: 'array', items: { type: 'object', required: ['name'], properties: { name: { type: 'string', minLength: 1 } } } },
-      tool_choice: { type: 'object', required: ['type'], properties: { type: { type: 'string' } } },
+      tool_choice: {
+        type: 'object',
+        required: ['type'],
+        properties: { type: { type: 'string' }, name: { type: 'string' }, disable_parallel_tool_use: { type: 'boolean' } },
+      },
       stop_sequences: { type: 'array', items: { type: 'string' } },
       stream: { type: 'boolean' },
       temperature: { type: 'number', minimum: 0, maximum: 1 },
@@ -42,7 +48,7 @@ interface MessagesBody {
   system?: string | Block[];
   messages: { role: 'user' | 'assistant'; content: string | Block[] }[];
   tools?: { name: string; description?: string; input_schema?: unknown }[];
-  tool_choice?: { type: string };
+  tool_choice?: { type: string; name?: string; disable_parallel_tool_use?: boolean };
   stop_sequences?: string[];
   stream?: boolean;
   temperature?: number;
@@ -103,16 +109,39 @@ export function toChatMessages(body: MessagesBody): ChatMessage[] {
   return out;
 }
 
+/** Anthropic's tool_choice as the gateway's, checked against the tools the request offers. */
+function toolChoice(body: MessagesBody): ToolChoice {
+  const tc = body.tool_choice;
+  const names = (body.tools ?? []).map((t) => t.name);
+  switch (tc?.type ?? 'auto') {
+    case 'auto':
+      return 'auto';
+    case 'none':
+      return 'none';
+    case 'any':
+      if (names.length === 0)
+        throw gatewayError(GatewayErrorCode.INVALID_REQUEST, 'tool_choice: type "any" needs tools, and none were given', 'tool_choice');
+      return 'required';
+    case 'tool':
+      if (typeof tc?.name !== 'string' || !names.includes(tc.name))
+        throw gatewayError(GatewayErrorCode.INVALID_REQUEST,
+          `tool_choice.name: expected the name of a given tool, got ${JSON.stringify(tc?.name)}`, 'tool_choice.name');
+      return { name: tc.name };
+    default:
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST,
+        `tool_choice.type: expected "auto", "any", "tool" or "none", got ${JSON.stringify(tc?.type)}`, 'tool_choice.type');
+  }
+}
+
 function toChatRequest(body: MessagesBody, defaultModel: string): ChatRequest {
-  const choice = body.tool_choice?.type ?? 'auto';
-  if (choice !== 'auto' && choice !== 'none')
-    throw gatewayError(GatewayErrorCode.UNSUPPORTED_PARAMETER, `tool_choice.type: only "auto" and "none" are supported, got ${JSON.stringify(choice)}`, 'tool_choice');
+  const choice = toolChoice(body);
   return {
     protocol: 'anthropic',
     model: body.model ?? defaultModel,
     messages: toChatMessages(body),
     tools: body.tools && body.tools.length > 0 ? body.tools : undefined,
     toolChoice: choice,
+    ...(body.tool_choice?.disable_parallel_tool_use === true && choice !== 'none' ? { parallelToolCalls: false } : {}),
     sampling: { temperature: body.temperature, topP: body.top_p, maxTokens: body.max_tokens, stop: body.stop_sequences },
     n: 1,
     raw: body,

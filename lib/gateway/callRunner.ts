@@ -12,7 +12,7 @@ import type { ChatMessage, ParsedToolCall, ToolDefinition } from '../model/chatT
 import { GatewayError, GatewayErrorCode, gatewayError, type Protocol } from './errors.js';
 import type { CallRecord, CallRecorder } from './recorder.js';
 import type { Session } from './sessions.js';
-import type { SamplingParams, Upstream, UpstreamEvent, UpstreamResult } from './upstream.js';
+import type { SamplingParams, ToolChoice, Upstream, UpstreamEvent, UpstreamResult } from './upstream.js';
 
 export interface GatewayLimits {
   /** Request body bytes at most. Default 8 MiB. */
@@ -43,7 +43,10 @@ export interface ChatRequest {
   model: string;
   messages: ChatMessage[];
   tools?: ToolDefinition[];
-  toolChoice: 'auto' | 'none';
+  /** 'required' and { name } only with tools (the protocol routes check it). */
+  toolChoice: ToolChoice;
+  /** false: at most one tool call per choice (OpenAI parallel_tool_calls, Anthropic disable_parallel_tool_use). */
+  parallelToolCalls?: boolean;
   sampling: SamplingParams;
   n: number;
   /** The body as the agent sent it (recorded). */
@@ -51,7 +54,7 @@ export interface ChatRequest {
 }
 
 /** A raw-prompt request (legacy Completions): no messages, tools or tool choice. */
-export interface PromptRequest extends Omit<ChatRequest, 'messages' | 'tools' | 'toolChoice'> {
+export interface PromptRequest extends Omit<ChatRequest, 'messages' | 'tools' | 'toolChoice' | 'parallelToolCalls'> {
   /** Text, or token ids the agent rendered itself. */
   prompt: string | Int32Array;
 }
@@ -86,6 +89,10 @@ export async function runChat(
   onEvent: (choice: number, event: ChoiceEvent) => void,
   clientSignal: AbortSignal,
 ): Promise<ChoiceOutcome[]> {
+  // A session that ended has no call tree any more; the routes refuse it first (resolve).
+  const { tree, toolArguments } = session;
+  if (session.closed || tree === null || toolArguments === null)
+    throw gatewayError(GatewayErrorCode.SESSION_CLOSED, `session ${session.info.id} is closed`);
   if (req.n > ctx.limits.maxChoices)
     throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `n: at most ${ctx.limits.maxChoices} choices, got ${req.n}`, 'n');
   const maxTokens = req.sampling.maxTokens;
@@ -113,7 +120,10 @@ export async function runChat(
   const toolChoice = 'prompt' in req ? 'auto' : req.toolChoice;
   const input = 'prompt' in req
     ? { prompt: req.prompt }
-    : { messages: restoreToolArguments(session, req.messages), tools: req.tools };
+    : {
+      messages: restoreToolArguments(toolArguments, req.messages), tools: req.tools, toolChoice: req.toolChoice,
+      ...(req.parallelToolCalls === false ? { parallelToolCalls: false } : {}),
+    };
   try {
     const ids = Array.from({ length: req.n }, () => `call_${randomBytes(9).toString('base64url')}`);
     const settled = await Promise.allSettled(ids.map(async (callId, choice) => {
@@ -151,7 +161,7 @@ export async function runChat(
         failure ??= err;
         records.push({
           ...base, status: 'failed', error: `${err.code}: ${err.message}`, trainable: false, notTrainableReason: 'the call failed',
-          toolCalls: [], parseErrors: [], link: session.tree.link(undefined),
+          toolCalls: [], parseErrors: [], link: tree.link(undefined),
           timings: { receivedAt, admittedAt: null, firstTokenAt: null, doneAt: Date.now() },
           usage: { promptTokens: 0, completionTokens: 0, cachedPromptTokens: 0 },
         });
@@ -160,7 +170,7 @@ export async function runChat(
       const { result: r, issued } = s.value;
       const aborted = r.finishReason === 'abort';
       if (aborted && timedOut) failure ??= gatewayError(GatewayErrorCode.UPSTREAM_TIMEOUT, `the upstream did not finish within ${ctx.limits.callTimeoutMs} ms`);
-      for (const c of issued) session.toolArguments.set(c.id, c.argumentsText);
+      for (const c of issued) toolArguments.set(c.id, c.argumentsText);
       const finishReason = aborted ? 'abort' : issued.length > 0 && r.finishedTurn ? 'tool_calls' : r.finishReason;
       outcomes.push({ callId, result: r, toolCalls: issued, finishReason });
       const record: CallRecord = {
@@ -170,7 +180,7 @@ export async function runChat(
         trainable: r.trainable && !aborted,
         finishReason, content: r.content, toolCalls: r.toolCalls.map((c, k) => ({ ...c, id: issued[k]?.id ?? '' })),
         parseErrors: r.parseErrors,
-        link: session.tree.link(r.trainable ? r.promptIds : undefined),
+        link: tree.link(r.trainable ? r.promptIds : undefined),
         timings: {
           receivedAt,
           admittedAt: receivedAt + r.timings.queueMs,
@@ -188,7 +198,7 @@ export async function runChat(
       records.push(record);
     });
     for (const rec of records)
-      if (rec.trainable && rec.promptIds && rec.completionIds) session.tree.add(rec.id, rec.promptIds, rec.completionIds);
+      if (rec.trainable && rec.promptIds && rec.completionIds) tree.add(rec.id, rec.promptIds, rec.completionIds);
     session.calls += records.length;
     for (const rec of records) await ctx.recorder.callRecorded(rec);
     if (failure) throw failure;
@@ -205,14 +215,14 @@ export async function runChat(
  * are the same JSON (Anthropic clients send `input` objects; some OpenAI clients re-serialise), so
  * the history renders to the same ids and the call continues its branch instead of forking.
  */
-function restoreToolArguments(session: Session, messages: ChatMessage[]): ChatMessage[] {
-  if (session.toolArguments.size === 0) return messages;
+function restoreToolArguments(toolArguments: ReadonlyMap<string, string>, messages: ChatMessage[]): ChatMessage[] {
+  if (toolArguments.size === 0) return messages;
   return messages.map((m) => {
     if (m.role !== 'assistant' || !m.tool_calls) return m;
     return {
       ...m,
       tool_calls: m.tool_calls.map((c) => {
-        const original = c.id === undefined ? undefined : session.toolArguments.get(c.id);
+        const original = c.id === undefined ? undefined : toolArguments.get(c.id);
         if (original === undefined || c.function.arguments === original) return c;
         const sent = typeof c.function.arguments === 'string' ? safeParse(c.function.arguments) : c.function.arguments;
         return sameJson(sent, safeParse(original)) ? { ...c, function: { ...c.function, arguments: original } } : c;

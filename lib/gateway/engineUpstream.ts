@@ -5,12 +5,23 @@
 // A raw prompt (legacy Completions) skips the template: text is encoded with the byte tokenizer after
 // a BOS (what a tokenizer with add_special_tokens does, vLLM's default), token ids are used as given,
 // and the completion is decoded as plain text (no tool-call parsing).
-import { nanoChatTemplate, type ChatTemplate, type CompletionStream } from '../model/chatTemplate.js';
-import type { ParseEvent, ParsedCompletion } from '../model/chatParse.js';
+//
+// tool_choice 'required' / { name } (toolCallForms below): the tool call's opening (the template's
+// call token, plus the name and what precedes the arguments for a named tool) is appended to the
+// PROMPT, so every completion token is sampled, with its own logprob, and trainable; the recorded
+// prompt ids include the forced ones. The parser is fed the opening first (its events dropped), so
+// it reads the completion in the state after it; parse-error positions count completion tokens, as
+// everywhere (the token numbers inside their messages count from the start of the assistant turn).
+// The agent's next request renders this assistant turn as opening + completion, so its prompt
+// extends this call's prompt + completion and the session continues its branch.
+// parallelToolCalls false: the completion stops at the token that closes the first tool call; the
+// template's end-of-turn token after it then comes with the agent's next prompt.
+import { nanoChatTemplate, normalizeTools, type ChatTemplate, type CompletionStream } from '../model/chatTemplate.js';
+import type { ParseError, ParseEvent, ParsedCompletion } from '../model/chatParse.js';
 import { BYTE_TOKENS, encode, SpecialToken, StreamDecoder, tokenBytes } from '../model/tokenizer.js';
 import type { GenerateOptions, Generation } from '../engine/types.js';
 import { GatewayErrorCode, gatewayError } from './errors.js';
-import type { ModelInfo, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
+import type { ChatUpstreamRequest, ModelInfo, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
 
 /** What the upstream needs from an engine (NanoEngine satisfies it). */
 export interface TokenGenerator {
@@ -95,16 +106,52 @@ class PlainTextStream implements CompletionStream {
   }
 }
 
+/** How a template writes a tool call, found from two renderings that differ only where sampling starts. */
+interface ToolCallForms {
+  /** The ids before a call's name (name undefined: any tool) or before its arguments (a named tool). */
+  opening(name?: string): Int32Array;
+  /** The single special token that closes a call (a stop token for parallelToolCalls false), if any. */
+  closing: number | undefined;
+}
+
+function commonPrefix(a: Int32Array, b: Int32Array): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+function toolCallForms(template: ChatTemplate): ToolCallForms {
+  const call = (name: string, args: string) =>
+    template.assistantIds({ role: 'assistant', content: null, tool_calls: [{ type: 'function', function: { name, arguments: args } }] });
+  const a = call('a', '{}'), b = call('a', '[]');
+  let suffix = 0;
+  while (suffix < a.length && suffix < b.length && a[a.length - 1 - suffix] === b[b.length - 1 - suffix]) suffix++;
+  let end = a.length;
+  while (end > a.length - suffix && template.stopTokens.includes(a[end - 1])) end--;
+  const closing = a.slice(a.length - suffix, end);
+  return {
+    opening(name) {
+      const x = name === undefined ? call('a', '{}') : call(name, '{}');
+      const y = name === undefined ? call('b', '{}') : call(name, '[]');
+      return x.slice(0, commonPrefix(x, y));
+    },
+    // A byte could close a call in the middle of its arguments; only a special token is a safe stop.
+    closing: closing.length === 1 && closing[0] >= BYTE_TOKENS ? closing[0] : undefined,
+  };
+}
+
 export class EngineUpstream implements Upstream {
   readonly name = 'engine';
   private readonly generator: TokenGenerator;
   private readonly template: ChatTemplate;
   private readonly model: string;
   private readonly maxPromptTokens: number;
+  private readonly forms: ToolCallForms;
 
   constructor(options: EngineUpstreamOptions) {
     this.generator = options.generator;
     this.template = options.template ?? nanoChatTemplate;
+    this.forms = toolCallForms(this.template);
     this.model = options.model ?? this.template.name;
     this.maxPromptTokens = options.maxPromptTokens ?? Infinity;
   }
@@ -145,9 +192,44 @@ export class EngineUpstream implements Upstream {
     return req.prompt;
   }
 
+  /** The tool-call opening forced after the generation prompt (empty unless tool_choice forces a call). */
+  private forcedOpening(req: ChatUpstreamRequest): Int32Array {
+    const choice = req.toolChoice ?? 'auto';
+    if (choice === 'auto' || choice === 'none') return new Int32Array(0);
+    const names = normalizeTools(req.tools).map((t) => t.name);
+    if (names.length === 0)
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST, 'tool_choice: a tool call is required but no tools were given', 'tool_choice');
+    if (choice === 'required') return this.forms.opening();
+    if (!names.includes(choice.name))
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `tool_choice: no tool named ${JSON.stringify(choice.name)} was given`, 'tool_choice');
+    return this.forms.opening(choice.name);
+  }
+
+  /** The token that ends the completion after its first tool call (parallelToolCalls false), if any. */
+  private singleCallStop(req: ChatUpstreamRequest): number | undefined {
+    if (req.parallelToolCalls !== false || !req.tools?.length || req.toolChoice === 'none') return undefined;
+    if (this.forms.closing === undefined)
+      throw gatewayError(GatewayErrorCode.UNSUPPORTED_PARAMETER,
+        `parallel tool calls cannot be turned off: template ${this.template.name} has no single token closing a tool call`, 'parallel_tool_calls');
+    return this.forms.closing;
+  }
+
   async complete(req: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult> {
     const start = performance.now();
-    const promptIds = this.promptIds(req);
+    const rendered = this.promptIds(req);
+    let forced: Int32Array = new Int32Array(0);
+    let singleCall: number | undefined;
+    if (req.prompt === undefined) {
+      // The tools were checked by the rendering above.
+      forced = this.forcedOpening(req);
+      singleCall = this.singleCallStop(req);
+    }
+    let promptIds: Int32Array = rendered;
+    if (forced.length > 0) {
+      promptIds = new Int32Array(rendered.length + forced.length);
+      promptIds.set(rendered);
+      promptIds.set(forced, rendered.length);
+    }
     const limit = Math.min(this.maxPromptTokens, req.maxPromptTokens ?? Infinity);
     if (promptIds.length > limit)
       throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
@@ -160,8 +242,9 @@ export class EngineUpstream implements Upstream {
         topP: req.sampling.topP,
         maxTokens: req.sampling.maxTokens,
         seed: req.sampling.seed,
-        stop: [...this.template.stopTokens, ...stops],
+        stop: [...this.template.stopTokens, ...(singleCall !== undefined ? [singleCall] : []), ...stops],
         signal: req.signal,
+        ...(req.sampling.topLogprobs ? { topLogprobs: req.sampling.topLogprobs } : {}),
       });
     } catch (e) {
       const err = e as Error;
@@ -172,6 +255,9 @@ export class EngineUpstream implements Upstream {
     const parser = req.prompt === undefined
       ? this.template.createParser({ tools: req.tools })
       : new PlainTextStream(new Set(this.template.stopTokens));
+    for (const id of forced) parser.push(id); // the state after the opening; its events are the prompt's
+    const shift = forced.length;
+    const inCompletion = (error: ParseError): ParseError => (shift === 0 ? error : { ...error, at: error.at - shift });
     const hold = new StopHoldback(stops, onEvent);
     let firstTokenMs: number | null = null;
     let toolIndex = 0;
@@ -184,14 +270,16 @@ export class EngineUpstream implements Upstream {
         } else if (e.type === 'tool_call_end') {
           hold.flush(undefined);
           if (e.call) onEvent({ type: 'tool_call', index: toolIndex++, call: e.call });
-          else if (e.error) onEvent({ type: 'tool_call_error', error: e.error });
-        } else if (e.type === 'error') onEvent({ type: 'tool_call_error', error: e.error });
+          else if (e.error) onEvent({ type: 'tool_call_error', error: inCompletion(e.error) });
+        } else if (e.type === 'error') onEvent({ type: 'tool_call_error', error: inCompletion(e.error) });
       }
     };
     try {
       for await (const t of generation) {
         if (firstTokenMs === null) firstTokenMs = performance.now() - start;
-        onEvent({ type: 'token', token: t.token, logprob: t.logprob, version: t.version });
+        onEvent(t.top
+          ? { type: 'token', token: t.token, logprob: t.logprob, version: t.version, top: t.top }
+          : { type: 'token', token: t.token, logprob: t.logprob, version: t.version });
         forward(parser.push(t.token));
       }
     } catch (e) {
@@ -217,8 +305,9 @@ export class EngineUpstream implements Upstream {
       finishReason: r.finishReason,
       content,
       toolCalls: parsed.toolCalls,
-      parseErrors: parsed.errors,
-      finishedTurn: parsed.finishedTurn,
+      parseErrors: parsed.errors.map(inCompletion),
+      // Stopped after its one tool call: the turn is over (its end token comes with the next prompt).
+      finishedTurn: parsed.finishedTurn || (singleCall !== undefined && r.stoppedBy === singleCall),
       promptTokens: r.promptTokens,
       completionTokens: n,
       cachedPromptTokens: r.cachedPromptTokens,

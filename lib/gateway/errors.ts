@@ -18,7 +18,7 @@ export const GatewayErrorCode = {
   INVALID_REQUEST: 'FORGE_GW_INVALID_REQUEST',
   /** The body is not JSON. */
   INVALID_JSON: 'FORGE_GW_INVALID_JSON',
-  /** A parameter the gateway does not implement (e.g. tool_choice "required"). */
+  /** A parameter the gateway does not implement (e.g. tool_choice of type "allowed_tools"). */
   UNSUPPORTED_PARAMETER: 'FORGE_GW_UNSUPPORTED_PARAMETER',
   /** Prompt or completion over the configured token limits. */
   CONTEXT_LENGTH_EXCEEDED: 'FORGE_GW_CONTEXT_LENGTH_EXCEEDED',

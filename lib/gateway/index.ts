@@ -8,7 +8,7 @@ export { EngineUpstream, type EngineUpstreamOptions, type TokenGenerator } from 
 export { OpenAICompatibleUpstream, type OpenAICompatibleUpstreamOptions } from './openaiUpstream.js';
 export { openaiCompletionsRoutes } from './openaiCompletions.js';
 export { ScriptedFakeGenerator, type FakeScript } from './fakeGenerator.js';
-export { SessionStore, adminGuard, type Session, type SessionCounts, type SessionStoreOptions } from './sessions.js';
+export { SessionStore, adminGuard, type Session, type SessionCounts, type SessionStoreOptions, type SessionsHeld } from './sessions.js';
 export { toChatMessages } from './anthropicMessages.js';
 export { createGateway, type Gateway, type GatewayOptions } from './server.js';
 export { PoolRecorder, TOOL_CALL_ERROR_KINDS, toNewCall, type PoolRecorderOptions } from './poolRecorder.js';

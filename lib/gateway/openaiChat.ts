@@ -1,12 +1,16 @@
 // OpenAI Chat Completions (POST /v1/chat/completions) and the model list (GET /v1/models).
-// top_logprobs: the gateway knows only the sampled token's logprob, so each top_logprobs list holds
-// that one token (documented limitation; the engine does not return alternatives).
+// tool_choice: "auto", "none" (calls are withheld, noted in the record), "required", or
+// { type: "function", function: { name } }; parallel_tool_calls: false allows one call per choice.
+// top_logprobs (with logprobs: true): the k most likely tokens at each step from the distribution the
+// token's own logprob is from (the embedded engine: log_softmax of the raw logits); an upstream
+// that gives no alternatives leaves each list empty.
 import type { FastifyInstance } from 'fastify';
 import type { ChatMessage } from '../model/chatTemplate.js';
 import { runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
 import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
+import type { ToolChoice, TopLogprob } from './upstream.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
 
@@ -37,6 +41,7 @@ const chatSchema = {
         },
       },
       tool_choice: {},
+      parallel_tool_calls: nullable({ type: 'boolean' }),
       stream: nullable({ type: 'boolean' }),
       stream_options: nullable({ type: 'object' }),
       n: nullable({ type: 'integer', minimum: 1 }),
@@ -57,6 +62,7 @@ interface ChatBody {
   messages: ChatMessage[];
   tools?: ChatRequest['tools'];
   tool_choice?: unknown;
+  parallel_tool_calls?: boolean | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
   n?: number | null;
@@ -70,41 +76,68 @@ interface ChatBody {
   top_logprobs?: number | null;
 }
 
-function toolChoice(value: unknown): 'auto' | 'none' {
+const TOOL_CHOICE_SHAPES = '"auto", "none", "required" or { "type": "function", "function": { "name": ... } }';
+
+/** The request's tool_choice, checked against the tools it offers. */
+function toolChoice(value: unknown, tools: ChatBody['tools']): ToolChoice {
   if (value === undefined || value === null || value === 'auto') return 'auto';
   if (value === 'none') return 'none';
-  throw gatewayError(GatewayErrorCode.UNSUPPORTED_PARAMETER,
-    `tool_choice: only "auto" and "none" are supported, got ${JSON.stringify(value)}`, 'tool_choice');
+  let choice: ToolChoice;
+  if (value === 'required') choice = 'required';
+  else if (typeof value === 'object' && !Array.isArray(value) && (value as { type?: unknown }).type === 'function') {
+    const name = (value as { function?: { name?: unknown } }).function?.name;
+    if (typeof name !== 'string' || name === '')
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST, 'tool_choice.function.name: expected the name of a tool', 'tool_choice.function.name');
+    choice = { name };
+  } else if (typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string')
+    throw gatewayError(GatewayErrorCode.UNSUPPORTED_PARAMETER,
+      `tool_choice: type ${JSON.stringify((value as { type: string }).type)} is not supported; use ${TOOL_CHOICE_SHAPES}`, 'tool_choice');
+  else throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `tool_choice: expected ${TOOL_CHOICE_SHAPES}, got ${JSON.stringify(value)}`, 'tool_choice');
+  const names = (tools ?? []).map((t) => ('function' in t ? t.function.name : t.name));
+  if (names.length === 0)
+    throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `tool_choice: ${JSON.stringify(value)} needs tools, and none were given`, 'tool_choice');
+  if (typeof choice === 'object' && !names.includes(choice.name))
+    throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `tool_choice.function.name: no tool named ${JSON.stringify(choice.name)} was given`, 'tool_choice.function.name');
+  return choice;
 }
 
 function toChatRequest(body: ChatBody, defaultModel: string): ChatRequest {
   const stop = body.stop === undefined || body.stop === null ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop;
+  const top = body.top_logprobs ?? 0;
+  if (top > 0 && body.logprobs !== true)
+    throw gatewayError(GatewayErrorCode.INVALID_REQUEST, 'top_logprobs: logprobs must be true when top_logprobs is used', 'top_logprobs');
+  const tools = body.tools && body.tools.length > 0 ? body.tools : undefined;
   return {
     protocol: 'openai',
     model: body.model ?? defaultModel,
     messages: body.messages,
-    tools: body.tools && body.tools.length > 0 ? body.tools : undefined,
-    toolChoice: toolChoice(body.tool_choice),
+    tools,
+    toolChoice: toolChoice(body.tool_choice, tools),
+    ...(body.parallel_tool_calls === false ? { parallelToolCalls: false } : {}),
     sampling: {
       temperature: body.temperature ?? undefined,
       topP: body.top_p ?? undefined,
       maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
       stop,
       seed: body.seed ?? undefined,
+      ...(top > 0 ? { topLogprobs: top } : {}),
     },
     n: body.n ?? 1,
     raw: body,
   };
 }
 
-/** OpenAI's logprob entry for one token, named by the upstream ("token_id:<id>" when it cannot);
- * a lone byte >= 0x80 is not text by itself, so the engine names it "\\xNN" and its bytes are that byte. */
-function logprobEntry(tokenText: (id: number) => string, token: number, logprob: number, top: number) {
+/** A token as OpenAI names it: text and UTF-8 bytes, from the upstream ("token_id:<id>" when it
+ * cannot); a lone byte >= 0x80 is not text by itself, so the engine names it "\\xNN" and its bytes are that byte. */
+function tokenInfo(tokenText: (id: number) => string, token: number, logprob: number) {
   const text = tokenText(token);
   const bytes = /^\\x[0-9a-f]{2}$/.test(text) ? [parseInt(text.slice(2), 16)] : Array.from(Buffer.from(text, 'utf8'));
-  const entry = { token: text, logprob, bytes, top_logprobs: [] as { token: string; logprob: number; bytes: number[] }[] };
-  if (top > 0) entry.top_logprobs.push({ token: text, logprob, bytes });
-  return entry;
+  return { token: text, logprob, bytes };
+}
+
+/** OpenAI's logprob entry for one token, with the alternatives the upstream gave (most likely first). */
+function logprobEntry(tokenText: (id: number) => string, token: number, logprob: number, top: readonly TopLogprob[] | undefined) {
+  return { ...tokenInfo(tokenText, token, logprob), top_logprobs: (top ?? []).map((t) => tokenInfo(tokenText, t.token, t.logprob)) };
 }
 
 function message(o: ChoiceOutcome): Record<string, unknown> {
@@ -144,12 +177,15 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
       const id = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
       const created = Math.floor(Date.now() / 1000);
       const wantLogprobs = body.logprobs === true;
-      const top = body.top_logprobs ?? 0;
       const tokenText = (t: number) => ctx.upstream.tokenText?.(t) ?? `token_id:${t}`;
       const signal = clientSignal(request, reply);
 
       if (!body.stream) {
-        const outcomes = await runChat(ctx, session, req, () => {}, signal);
+        // Alternatives come with the token events; the i-th event is the i-th completion token.
+        const tops: (TopLogprob[] | undefined)[][] = Array.from({ length: req.n }, () => []);
+        const outcomes = await runChat(ctx, session, req, (choice, e) => {
+          if (e.type === 'token' && wantLogprobs) tops[choice].push(e.top);
+        }, signal);
         return {
           id, object: 'chat.completion', created, model: req.model,
           choices: outcomes.map((o, index) => ({
@@ -157,7 +193,7 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
             message: message(o),
             // Only complete logprobs are sent: an upstream that returned none (or not all) gets null.
             logprobs: wantLogprobs && o.result.completionIds && o.result.logprobs?.length === o.result.completionIds.length
-              ? { content: Array.from(o.result.completionIds, (t, i) => logprobEntry(tokenText, t, o.result.logprobs![i], top)), refusal: null }
+              ? { content: Array.from(o.result.completionIds, (t, i) => logprobEntry(tokenText, t, o.result.logprobs![i], tops[index][i])), refusal: null }
               : null,
             finish_reason: finish(o),
           })),
@@ -186,7 +222,7 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
         const outcomes = await runChat(ctx, session, req, (choice, e) => {
           switch (e.type) {
             case 'token':
-              if (wantLogprobs) pending[choice].push(logprobEntry(tokenText, e.token, e.logprob, top));
+              if (wantLogprobs) pending[choice].push(logprobEntry(tokenText, e.token, e.logprob, e.top));
               return;
             case 'content':
               open(choice);

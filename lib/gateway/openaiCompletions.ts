@@ -3,10 +3,11 @@
 // place in the session's call tree found from the prompt's token ids.
 //
 // Supported: prompt (a string, an array of token ids, or a one-element array of either), max_tokens
-// (default 16, as OpenAI's), temperature, top_p, n, stop, seed, logprobs (the sampled token's
-// logprob; each top_logprobs entry holds that one token, as on the chat route), stream with
-// stream_options.include_usage. Refused with 400: several prompts in one request (send one request
-// per prompt), echo: true, suffix, best_of > 1. Token text in logprobs is the upstream's when it
+// (default 16, as OpenAI's), temperature, top_p, n, stop, seed, logprobs: k (each token's logprob;
+// top_logprobs dicts hold the k most likely tokens the upstream reports, plus the sampled token, so
+// up to k + 1 entries as OpenAI documents; only the sampled one when the upstream gives no
+// alternatives), stream with stream_options.include_usage. Refused with 400: several prompts in one
+// request (send one request per prompt), echo: true, suffix, best_of > 1. Token text in logprobs is the upstream's when it
 // knows its vocabulary, else "token_id:<id>" (vLLM's convention); text_offset is the length of the
 // text produced before the token arrived (exact for an upstream that streams token by token).
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +15,7 @@ import { runChat, type ChoiceOutcome, type GatewayContext, type PromptRequest } 
 import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
+import type { TopLogprob } from './upstream.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
 const tokenIds = { type: 'array', minItems: 1, items: { type: 'integer', minimum: 0 } };
@@ -90,6 +92,7 @@ function toPromptRequest(body: CompletionsBody, defaultModel: string): PromptReq
       maxTokens: body.max_tokens ?? 16,
       stop,
       seed: body.seed ?? undefined,
+      ...(body.logprobs ? { topLogprobs: body.logprobs } : {}),
     },
     n: body.n ?? 1,
     raw: body,
@@ -105,11 +108,16 @@ class LogprobWriter {
 
   constructor(private readonly text: (id: number) => string, private readonly top: number) {}
 
-  add(id: number, logprob: number, offset: number): void {
+  add(id: number, logprob: number, offset: number, alternatives: readonly TopLogprob[] | undefined): void {
     const token = this.text(id);
     this.tokens.push(token);
     this.token_logprobs.push(logprob);
-    this.top_logprobs!.push(this.top > 0 ? { [token]: logprob } : {});
+    const top: Record<string, number> = {};
+    if (this.top > 0) {
+      for (const t of (alternatives ?? []).slice(0, this.top)) top[this.text(t.token)] = t.logprob;
+      top[token] = logprob;
+    }
+    this.top_logprobs!.push(top);
     this.text_offset.push(offset);
   }
 
@@ -154,13 +162,13 @@ export function openaiCompletionsRoutes(ctx: GatewayContext, store: SessionStore
       // Logprob entries come from the token events (a token the upstream gave no logprob has none).
       const pending = Array.from({ length: req.n }, writer);
       const textLength = new Array<number>(req.n).fill(0);
-      const onToken = (choice: number, token: number, logprob: number) => {
-        if (wantLogprobs) pending[choice].add(token, logprob, textLength[choice]);
+      const onToken = (choice: number, token: number, logprob: number, top: TopLogprob[] | undefined) => {
+        if (wantLogprobs) pending[choice].add(token, logprob, textLength[choice], top);
       };
 
       if (!body.stream) {
         const outcomes = await runChat(ctx, session, req, (choice, e) => {
-          if (e.type === 'token') onToken(choice, e.token, e.logprob);
+          if (e.type === 'token') onToken(choice, e.token, e.logprob, e.top);
           else if (e.type === 'content') textLength[choice] += e.text.length;
         }, signal);
         return {
@@ -178,7 +186,7 @@ export function openaiCompletionsRoutes(ctx: GatewayContext, store: SessionStore
       };
       try {
         const outcomes = await runChat(ctx, session, req, (choice, e) => {
-          if (e.type === 'token') onToken(choice, e.token, e.logprob);
+          if (e.type === 'token') onToken(choice, e.token, e.logprob, e.top);
           else if (e.type === 'content') chunk(choice, e.text);
         }, signal);
         outcomes.forEach((o, index) => chunk(index, '', finish(o)));

@@ -10,19 +10,26 @@
 //         chunk's choice carries the `token_ids` of its tokens, and vLLM then sends a chunk for
 //         every step even when its text delta is empty), return_tokens_as_token_ids: true (logprob
 //         entries name their token "token_id:<id>", so each logprob is checked against its id), and
-//         logprobs: true + top_logprobs: 0 for chat, logprobs: 1 for completions.
+//         logprobs: true + top_logprobs: k for chat, logprobs: max(1, k) for completions (k: the
+//         alternatives the agent asked for, 0 if none); vLLM's alternatives (its default
+//         logprobs mode: the raw model distribution, what the token's own logprob is from) name
+//         their tokens by id too and are passed on with each token.
 //   sglang (SGLang's OpenAI server, recent versions): it refuses token ids on streamed chat, so the
 //         request is not streamed (the agent's stream gets the whole answer at once): stream: false,
 //         return_prompt_token_ids + return_token_ids: true (choice.prompt_token_ids and
 //         choice.token_ids), logprobs: true + top_logprobs: 0 (chat) or logprobs: 1 (completions);
-//         its logprob entries hold token text, so only their count is checked. An older SGLang
-//         ignores these fields: its calls are recorded not trainable, with the reason.
+//         its logprob entries hold token text, so only their count is checked (and alternatives,
+//         which could not be named by id, are not asked for). An older SGLang ignores these
+//         fields: its calls are recorded not trainable, with the reason.
+// tool_choice: "required" and a named function are passed through (vLLM supports both, by guided
+// decoding); "auto" and "none" are sent as "auto" (under "none" the gateway withholds the calls).
+// parallel_tool_calls: false is passed through.
 // The policy version is not reported by either server: `version()` is read when each token arrives.
 import { normalizeTools, type ChatMessage } from '../model/chatTemplate.js';
 import { CompletionAssembler, tokenIdOf, type LogprobEntry, type ToolCallDelta } from './completionAssembler.js';
 import { GatewayError, GatewayErrorCode, gatewayError } from './errors.js';
 import { sseData } from './sseReader.js';
-import type { ModelInfo, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
+import type { ModelInfo, ToolChoice, TopLogprob, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
 
 export interface OpenAICompatibleUpstreamOptions {
   /** The server's API root, e.g. "http://127.0.0.1:8000/v1". */
@@ -83,6 +90,51 @@ function httpError(status: number, message: string): GatewayError {
   return gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `upstream answered HTTP ${status}: ${message}`);
 }
 
+/** The tool_choice sent to the server (see the header). */
+function toolChoiceBody(choice: ToolChoice | undefined): unknown {
+  if (choice === 'required') return 'required';
+  if (typeof choice === 'object') return { type: 'function', function: { name: choice.name } };
+  return 'auto';
+}
+
+/** A vLLM alternative entry named "token_id:<id>", or undefined when it is not one. */
+function alternative(token: unknown, logprob: unknown): TopLogprob | undefined {
+  const id = tokenIdOf(token);
+  return id !== undefined && typeof logprob === 'number' && Number.isFinite(logprob) && logprob <= 0 ? { token: id, logprob } : undefined;
+}
+
+/** The k most likely of a completions-style { "token_id:<id>": logprob } dict (it may hold k + 1). */
+function alternativesOfDict(dict: unknown, k: number): TopLogprob[] {
+  if (typeof dict !== 'object' || dict === null) return [];
+  const list = Object.entries(dict as Record<string, unknown>).flatMap(([t, lp]) => alternative(t, lp) ?? []);
+  return list.sort((a, b) => b.logprob - a.logprob || a.token - b.token).slice(0, k);
+}
+
+/**
+ * Puts each chunk's alternatives on the assembler's token events: the assembler emits one event per
+ * completion id in order, so the entries (named by id) are matched to them in order, skipping any
+ * entry whose token got no event.
+ */
+class Alternatives {
+  private queue: { id: number; top: TopLogprob[] }[] = [];
+
+  wrap(onEvent: (e: UpstreamEvent) => void): (e: UpstreamEvent) => void {
+    return (e) => {
+      if (e.type === 'token' && this.queue.length > 0) {
+        while (this.queue.length > 0 && this.queue[0].id !== e.token) this.queue.shift();
+        const next = this.queue.shift();
+        if (next) return onEvent({ ...e, top: next.top });
+      }
+      onEvent(e);
+    };
+  }
+
+  /** The entries of the chunk about to be handed to the assembler (cleared after it). */
+  set(entries: { id: number; top: TopLogprob[] }[]): void {
+    this.queue = entries;
+  }
+}
+
 function causeOf(e: unknown): string {
   const err = e as { message?: string; cause?: { code?: string; message?: string } };
   return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
@@ -125,17 +177,18 @@ export class OpenAICompatibleUpstream implements Upstream {
     const body: Json = { model: this.options.modelMap?.[req.model] ?? this.options.model };
     if (req.prompt !== undefined) {
       body.prompt = typeof req.prompt === 'string' ? req.prompt : Array.from(req.prompt);
-      body.logprobs = 1;
+      body.logprobs = Math.max(1, this.topK(req));
       body.echo = false;
     } else {
       body.messages = outgoingMessages(req.messages);
       if (req.tools) {
         // Anthropic-shaped tools ({ name, input_schema }) are sent in the OpenAI shape the server reads.
         body.tools = normalizeTools(req.tools).map((fn) => ({ type: 'function', function: fn }));
-        body.tool_choice = 'auto';
+        body.tool_choice = toolChoiceBody(req.toolChoice);
+        if (req.parallelToolCalls === false) body.parallel_tool_calls = false;
       }
       body.logprobs = true;
-      body.top_logprobs = 0;
+      body.top_logprobs = this.topK(req);
     }
     if (vllm) Object.assign(body, { stream: true, stream_options: { include_usage: true }, return_token_ids: true, return_tokens_as_token_ids: true });
     else Object.assign(body, { stream: false, return_token_ids: true, ...(req.prompt === undefined ? { return_prompt_token_ids: true } : {}) });
@@ -147,9 +200,15 @@ export class OpenAICompatibleUpstream implements Upstream {
     return body;
   }
 
+  /** Alternatives asked for per token (vLLM only, see the header). */
+  private topK(req: UpstreamRequest): number {
+    return this.dialect === 'vllm' ? req.sampling.topLogprobs ?? 0 : 0;
+  }
+
   async complete(req: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult> {
     const start = performance.now();
-    const asm = new CompletionAssembler(this.options.version, onEvent, start, req.tools);
+    const alternatives = new Alternatives();
+    const asm = new CompletionAssembler(this.options.version, alternatives.wrap(onEvent), start, req.tools);
     const controller = new AbortController();
     let timedOut = false;
     let responded = false;
@@ -173,7 +232,7 @@ export class OpenAICompatibleUpstream implements Upstream {
       queueMs = performance.now() - start;
       responded = true;
       if (!res.ok) throw httpError(res.status, errorMessage(await res.text()));
-      if (this.dialect === 'vllm') await this.readStream(res, req, asm, controller);
+      if (this.dialect === 'vllm') await this.readStream(res, req, asm, controller, alternatives);
       else this.readWhole(await res.text(), req, asm, controller);
       return asm.result(false, queueMs);
     } catch (e) {
@@ -201,7 +260,9 @@ export class OpenAICompatibleUpstream implements Upstream {
   }
 
   /** vLLM's stream: chunk by chunk until [DONE]; a stream that ends before finishing is a failure. */
-  private async readStream(res: Response, req: UpstreamRequest, asm: CompletionAssembler, controller: AbortController): Promise<void> {
+  private async readStream(
+    res: Response, req: UpstreamRequest, asm: CompletionAssembler, controller: AbortController, alternatives: Alternatives,
+  ): Promise<void> {
     if (!res.body) throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, 'the upstream sent no body');
     let done = false;
     for await (const data of sseData(res.body)) {
@@ -222,7 +283,7 @@ export class OpenAICompatibleUpstream implements Upstream {
       for (const choice of (chunk.choices ?? []) as Json[]) {
         if ((choice.index ?? 0) !== 0) continue; // one choice per request: the gateway fans n out itself
         if (req.prompt !== undefined) this.promptIds(choice.prompt_token_ids, req, asm, controller);
-        this.readChoice(choice, choice.delta ?? {}, req, asm);
+        this.readChoice(choice, choice.delta ?? {}, req, asm, alternatives);
       }
     }
     if (!done || !asm.finished)
@@ -247,14 +308,22 @@ export class OpenAICompatibleUpstream implements Upstream {
   }
 
   /** One choice (a chunk's, or the whole response's): tokens first, then text, tool calls, finish. */
-  private readChoice(choice: Json, message: Json, req: UpstreamRequest, asm: CompletionAssembler): void {
+  private readChoice(choice: Json, message: Json, req: UpstreamRequest, asm: CompletionAssembler, alternatives?: Alternatives): void {
     const lp = choice.logprobs as Json | null | undefined;
     let entries: LogprobEntry[] | undefined;
     if (req.prompt === undefined && Array.isArray(lp?.content))
       entries = (lp!.content as Json[]).map((e) => ({ logprob: e?.logprob, id: tokenIdOf(e?.token) }));
     else if (req.prompt !== undefined && Array.isArray(lp?.token_logprobs))
       entries = (lp!.token_logprobs as unknown[]).map((v, j) => ({ logprob: v, id: tokenIdOf(lp!.tokens?.[j]) }));
+    const k = this.topK(req);
+    if (alternatives && k > 0 && entries) {
+      const tops = req.prompt === undefined
+        ? (lp!.content as Json[]).map((e) => (Array.isArray(e?.top_logprobs) ? (e.top_logprobs as Json[]).flatMap((t) => alternative(t?.token, t?.logprob) ?? []).slice(0, k) : []))
+        : entries.map((_, j) => alternativesOfDict(lp!.top_logprobs?.[j], k));
+      alternatives.set(entries.flatMap((e, j) => (e.id === undefined ? [] : [{ id: e.id, top: tops[j] }])));
+    }
     asm.addTokens(choice.token_ids ?? message.token_ids, entries);
+    alternatives?.set([]);
     if (req.prompt !== undefined) asm.addContent(choice.text);
     else {
       // vLLM's newer servers name it `reasoning`, older ones and SGLang `reasoning_content`.

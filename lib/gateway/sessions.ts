@@ -4,6 +4,12 @@
 // set a header. A key reaches its own session and nothing else. Closing (or failing) a session stops
 // new requests at once, waits for the calls in flight, then tells the recorder with the number of
 // calls recorded, so a recorder (the data pool) can check that none was lost.
+//
+// Memory on a long-running gateway: once the recorder took a session's close (or failure), its call
+// tree and tool-argument map are dropped and the session moves to a bounded record of ended sessions
+// (least recently used first out, `endedSessionsKept`), so its key and id still answer "session
+// closed" rather than "unknown key", and the admin routes still show it. counts() reads counters kept
+// up to date on every change (metrics call it per scrape), not a pass over the sessions.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CallTree } from './callTree.js';
@@ -19,11 +25,14 @@ export interface Session {
   ended?: 'closed' | 'failed';
   /** A close or fail under way (concurrent ones wait for it). */
   ending?: Promise<void>;
+  /** Requests in flight; every change is counted in SessionStore.counts(). */
   inFlight: number;
   calls: number;
-  tree: CallTree;
-  /** Tool-call id the gateway issued -> the exact argument text the model wrote (to re-render it verbatim). */
-  toolArguments: Map<string, string>;
+  /** The session's calls as a tree; null once the session ended (dropped with it). */
+  tree: CallTree | null;
+  /** Tool-call id the gateway issued -> the exact argument text the model wrote (to re-render it
+   *  verbatim); null once the session ended. */
+  toolArguments: Map<string, string> | null;
 }
 
 function token(prefix: string, bytes: number): string {
@@ -33,41 +42,76 @@ function token(prefix: string, bytes: number): string {
 export interface SessionStoreOptions {
   /** How long close / fail wait for the session's calls in flight, ms. Default 10 minutes. */
   drainTimeoutMs?: number;
+  /**
+   * Ended (closed or failed) sessions remembered, without their calls, so that their keys get
+   * "session closed": the least recently used are forgotten past this number (their keys are then
+   * unknown). Default 100 000.
+   */
+  endedSessionsKept?: number;
 }
 
 export interface SessionCounts {
   open: number;
   /** Closing or failing started, the recorder has not taken it yet. */
   closing: number;
+  /** Sessions closed (failed) since the store was created, forgotten ones included. */
   closed: number;
   failed: number;
   /** Agent requests running, over all sessions. */
   inFlight: number;
 }
 
+/** What the store holds now: live sessions (with their calls) and remembered ended ones. */
+export interface SessionsHeld {
+  live: number;
+  ended: number;
+}
+
 export class SessionStore {
-  private readonly byId = new Map<string, Session>();
-  private readonly byKey = new Map<string, Session>();
+  /** Open and closing sessions, with their call trees. */
+  private readonly live = new Map<string, Session>();
+  private readonly liveKeys = new Map<string, Session>();
+  /** Ended sessions without their calls, least recently used first (Map order). */
+  private readonly ended = new Map<string, Session>();
+  /** Key of an ended session -> its id (entries leave with the session). */
+  private readonly endedKeys = new Map<string, string>();
+  private readonly totals: SessionCounts = { open: 0, closing: 0, closed: 0, failed: 0, inFlight: 0 };
   private readonly drainTimeoutMs: number;
+  private readonly endedSessionsKept: number;
 
   constructor(private readonly recorder: CallRecorder, options: SessionStoreOptions = {}) {
     this.drainTimeoutMs = options.drainTimeoutMs ?? 600_000;
+    const kept = options.endedSessionsKept ?? 100_000;
+    if (!Number.isInteger(kept) || kept < 0) throw new RangeError(`options.endedSessionsKept: expected an integer >= 0, got ${kept}`);
+    this.endedSessionsKept = kept;
   }
 
   async create(fields: Omit<SessionInfo, 'id' | 'createdAt'>): Promise<Session> {
     const info: SessionInfo = { id: token('sess_', 12), createdAt: Date.now(), ...fields };
+    const totals = this.totals;
+    let inFlight = 0;
     const session: Session = {
-      info, key: token('fk-', 24), closed: false, inFlight: 0, calls: 0, tree: new CallTree(), toolArguments: new Map(),
+      info, key: token('fk-', 24), closed: false, calls: 0, tree: new CallTree(), toolArguments: new Map(),
+      // An accessor, so whoever counts requests in and out (callRunner) keeps the total right too.
+      get inFlight() {
+        return inFlight;
+      },
+      set inFlight(n: number) {
+        totals.inFlight += n - inFlight;
+        inFlight = n;
+      },
     };
     // Registered only once the recorder took it: a refused session (e.g. a full group) never existed.
     await this.recorder.sessionCreated(info);
-    this.byId.set(info.id, session);
-    this.byKey.set(session.key, session);
+    this.live.set(info.id, session);
+    this.liveKeys.set(session.key, session);
+    totals.open++;
     return session;
   }
 
+  /** A live session, or a remembered ended one (without its calls). */
   get(id: string): Session | undefined {
-    return this.byId.get(id);
+    return this.live.get(id) ?? this.touchEnded(id);
   }
 
   /** Closes the session (idempotent); a failed session cannot be closed. */
@@ -85,6 +129,10 @@ export class SessionStore {
     if (session.ended === how) return;
     if (session.ended !== undefined)
       throw gatewayError(GatewayErrorCode.CONFLICT, `session ${session.info.id} is ${session.ended}; it cannot be ${how === 'closed' ? 'closed' : 'failed'}`);
+    if (!session.closed) {
+      this.totals.open--;
+      this.totals.closing++;
+    }
     session.closed = true;
     const run = async () => {
       await this.drain(session);
@@ -95,6 +143,9 @@ export class SessionStore {
         await this.recorder.sessionFailed?.(session.info);
       } else await this.recorder.sessionClosed(session.info);
       session.ended = how;
+      this.totals.closing--;
+      this.totals[how]++;
+      this.retire(session);
     };
     session.ending = run();
     try {
@@ -102,6 +153,33 @@ export class SessionStore {
     } finally {
       session.ending = undefined;
     }
+  }
+
+  /** Drops an ended session's calls and moves it to the bounded record of ended sessions. */
+  private retire(session: Session): void {
+    if (this.live.get(session.info.id) !== session) return;
+    this.live.delete(session.info.id);
+    this.liveKeys.delete(session.key);
+    session.tree = null;
+    session.toolArguments = null;
+    if (this.endedSessionsKept === 0) return;
+    this.ended.set(session.info.id, session);
+    this.endedKeys.set(session.key, session.info.id);
+    for (const [id, old] of this.ended) {
+      if (this.ended.size <= this.endedSessionsKept) break;
+      this.ended.delete(id);
+      this.endedKeys.delete(old.key);
+    }
+  }
+
+  /** An ended session by id, marked as just used. */
+  private touchEnded(id: string): Session | undefined {
+    const s = this.ended.get(id);
+    if (s !== undefined) {
+      this.ended.delete(id);
+      this.ended.set(id, s);
+    }
+    return s;
   }
 
   /** Waits until the session has no request in flight (calls run to their end or their timeout). */
@@ -114,38 +192,40 @@ export class SessionStore {
     }
   }
 
-  /** Sessions by state and requests in flight (one pass; for metrics). */
+  /** Sessions by state and requests in flight (kept counters: O(1), for metrics). */
   counts(): SessionCounts {
-    const c: SessionCounts = { open: 0, closing: 0, closed: 0, failed: 0, inFlight: 0 };
-    for (const s of this.byId.values()) {
-      c.inFlight += s.inFlight;
-      if (s.ended !== undefined) c[s.ended]++;
-      else if (s.closed) c.closing++;
-      else c.open++;
-    }
-    return c;
+    return { ...this.totals };
+  }
+
+  /** How many sessions the store holds in memory now (live ones with their calls, ended ones without). */
+  held(): SessionsHeld {
+    return { live: this.live.size, ended: this.ended.size };
   }
 
   /**
    * The session an agent request reaches. With a path id, the id (random, unguessable) is the
    * credential, and a key that belongs to ANOTHER session is refused; any other presented value is
    * ignored (clients that cannot set headers still send placeholder keys). Without one, the key must
-   * be a session's key.
+   * be a session's key. An ended session (remembered) answers "session closed".
    */
   resolve(request: FastifyRequest): Session {
     const presented = presentedKey(request);
     const pathId = (request.params as { sessionId?: string } | undefined)?.sessionId;
     let session: Session | undefined;
     if (pathId !== undefined) {
-      session = this.byId.get(pathId);
+      session = this.get(pathId);
       if (session === undefined) throw gatewayError(GatewayErrorCode.SESSION_NOT_FOUND, `no session ${JSON.stringify(pathId)}`);
-      const owner = presented === undefined ? undefined : this.byKey.get(presented);
-      if (owner !== undefined && owner !== session)
+      const owner = presented === undefined ? undefined : this.liveKeys.get(presented)?.info.id ?? this.endedKeys.get(presented);
+      if (owner !== undefined && owner !== session.info.id)
         throw gatewayError(GatewayErrorCode.UNAUTHORIZED, 'this key belongs to another session');
     } else {
       if (presented === undefined)
         throw gatewayError(GatewayErrorCode.UNAUTHORIZED, 'no session key: send Authorization: Bearer <key>, or use the base URL /sessions/<id>/v1');
-      session = this.byKey.get(presented);
+      session = this.liveKeys.get(presented);
+      if (session === undefined) {
+        const endedId = this.endedKeys.get(presented);
+        session = endedId === undefined ? undefined : this.touchEnded(endedId);
+      }
       if (session === undefined) throw gatewayError(GatewayErrorCode.UNAUTHORIZED, 'invalid session key');
     }
     if (session.closed) throw gatewayError(GatewayErrorCode.SESSION_CLOSED, `session ${session.info.id} is closed`);

@@ -17,6 +17,24 @@ export interface SamplingParams {
   /** Stop strings; the completion ends with one, and it is trimmed from the text returned. */
   stop?: readonly string[];
   seed?: number;
+  /**
+   * Alternatives wanted with each token (0 or absent: none), at most 20. Reported on the 'token'
+   * events by an upstream that can compute them; one that cannot sends the events without `top`.
+   */
+  topLogprobs?: number;
+}
+
+/**
+ * Which tool calls the model may or must make: 'auto' (may), 'none' (calls it makes anyway are
+ * withheld from the agent and noted in the record), 'required' (at least one call, any offered
+ * tool), { name } (a call to that offered tool).
+ */
+export type ToolChoice = 'auto' | 'none' | 'required' | { name: string };
+
+/** One alternative token and its log-probability (the distribution the token's own logprob is from). */
+export interface TopLogprob {
+  token: number;
+  logprob: number;
 }
 
 interface UpstreamRequestBase {
@@ -36,6 +54,10 @@ interface UpstreamRequestBase {
 export interface ChatUpstreamRequest extends UpstreamRequestBase {
   messages: readonly ChatMessage[];
   tools?: readonly ToolDefinition[];
+  /** Default 'auto'. 'required' and { name } come only with tools, the name among them. */
+  toolChoice?: ToolChoice;
+  /** false: at most one tool call per completion. Default true. */
+  parallelToolCalls?: boolean;
   prompt?: undefined;
 }
 
@@ -47,13 +69,16 @@ export interface PromptUpstreamRequest extends UpstreamRequestBase {
   prompt: string | Int32Array;
   messages?: undefined;
   tools?: undefined;
+  toolChoice?: undefined;
+  parallelToolCalls?: undefined;
 }
 
 export type UpstreamRequest = ChatUpstreamRequest | PromptUpstreamRequest;
 
 /** Deltas of a completion as it is produced, in order (the same as the final result's fields). */
 export type UpstreamEvent =
-  | { type: 'token'; token: number; logprob: number; version: number }
+  /** `top`: the most likely tokens at this step, most likely first, when sampling.topLogprobs > 0. */
+  | { type: 'token'; token: number; logprob: number; version: number; top?: TopLogprob[] }
   | { type: 'content'; text: string }
   | { type: 'reasoning'; text: string }
   /** A well-formed tool call, complete (streamed whole so a malformed one is never half-sent). */
@@ -63,7 +88,10 @@ export type UpstreamEvent =
 export type UpstreamFinishReason = 'stop' | 'length' | 'abort';
 
 export interface UpstreamResult {
-  /** Token ids of the rendered prompt; absent when the upstream cannot return them. */
+  /**
+   * Token ids of the rendered prompt; absent when the upstream cannot return them. Tokens the
+   * upstream forced (a tool call's opening under tool_choice 'required' or { name }) are part of it.
+   */
   promptIds?: Int32Array;
   completionIds?: Int32Array;
   /** [completion length] per-token logprobs of the sampled tokens. */
