@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { type Bench, fmt, rng } from './harness.js';
 import { WindowedFifoScheduler } from '../lib/scheduler/windowedFifo.js';
 import type { PickOrder, SchedulerMode } from '../lib/scheduler/types.js';
+import { svgPlot } from '../lib/report/svgPlot.js';
 
 const outDir = join(dirname(fileURLToPath(import.meta.url)), 'out');
 
@@ -194,49 +195,33 @@ function noiseFloor(seed: number, trials: number): number {
   return sum / trials;
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-
 /** Idle fraction (x, 0..1) against mean TV distance (y), one point per mode with a legend (the
- * windowed points sit close together); the noise floor dashed. */
-function svgPlot(results: Result[], floor: number): string {
-  const w = 720, h = 460, m = { l: 70, r: 30, t: 40, b: 60 };
-  const yMax = Math.max(floor, ...results.map((r) => r.tv)) * 1.2;
-  const X = (x: number) => m.l + x * (w - m.l - m.r);
-  const Y = (y: number) => h - m.b - (y / yMax) * (h - m.t - m.b);
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${w}" height="${h}" fill="white"/>`,
-    `<text x="${w / 2}" y="22" text-anchor="middle" font-size="14">Scheduling: trainer idle vs batch difficulty skew (N=${N}, B=${B}, G=${G})</text>`,
-    `<line x1="${m.l}" y1="${h - m.b}" x2="${w - m.r}" y2="${h - m.b}" stroke="black"/>`,
-    `<line x1="${m.l}" y1="${m.t}" x2="${m.l}" y2="${h - m.b}" stroke="black"/>`,
-  ];
-  for (let i = 0; i <= 5; i++) {
-    const xv = i / 5, yv = (yMax * i) / 5;
-    parts.push(
-      `<line x1="${X(xv)}" y1="${h - m.b}" x2="${X(xv)}" y2="${h - m.b + 5}" stroke="black"/>`,
-      `<text x="${X(xv)}" y="${h - m.b + 18}" text-anchor="middle">${fmt(xv, 2)}</text>`,
-      `<line x1="${m.l - 5}" y1="${Y(yv)}" x2="${m.l}" y2="${Y(yv)}" stroke="black"/>`,
-      `<text x="${m.l - 8}" y="${Y(yv) + 4}" text-anchor="end">${fmt(yv, 2)}</text>`,
-    );
-  }
-  parts.push(
-    `<text x="${(m.l + w - m.r) / 2}" y="${h - 18}" text-anchor="middle">trainer idle fraction (lower is faster)</text>`,
-    `<text transform="translate(18 ${(m.t + h - m.b) / 2}) rotate(-90)" text-anchor="middle">mean TV distance, batch mix vs population</text>`,
-    `<line x1="${m.l}" y1="${Y(floor)}" x2="${w - m.r}" y2="${Y(floor)}" stroke="gray" stroke-dasharray="5 4"/>`,
-    `<text x="${w - m.r - 4}" y="${Y(floor) + 16}" text-anchor="end" fill="gray">noise floor: ${B} random draws</text>`,
-  );
+ * windowed points sit close together); the noise floor dashed. Drawn with the shared plot module. */
+function schedulerPlot(results: Result[], floor: number): string {
   const colors = ['#000000', '#1f77b4', '#2ca02c', '#17becf', '#ff7f0e', '#d62728', '#9467bd'];
-  results.forEach((r, i) => {
-    const color = colors[i % colors.length];
-    const ly = m.t + 14 + 18 * i;
-    parts.push(
-      `<circle cx="${X(r.idle)}" cy="${Y(r.tv)}" r="6" fill="${color}" fill-opacity="0.75"/>`,
-      `<circle cx="${m.l + 20}" cy="${ly - 4}" r="5" fill="${color}"/>`,
-      `<text x="${m.l + 32}" y="${ly}">${esc(`${r.label}: ${fmt(r.samplesPerSecond, 3)} samples/s, lag mean ${fmt(r.meanLag, 2)} max ${r.maxLag}`)}</text>`,
-    );
-  });
-  parts.push('</svg>');
-  return parts.join('\n');
+  return svgPlot(
+    results.map((r, i) => ({
+      name: `${r.label}: ${fmt(r.samplesPerSecond, 3)} samples/s, lag mean ${fmt(r.meanLag, 2)} max ${r.maxLag}`,
+      x: [r.idle],
+      y: [r.tv],
+      mode: 'scatter' as const,
+      radius: 6,
+      color: colors[i % colors.length],
+    })),
+    {
+      title: `Scheduling: trainer idle vs batch difficulty skew (N=${N}, B=${B}, G=${G})`,
+      xLabel: 'trainer idle fraction (lower is faster)',
+      yLabel: 'mean TV distance, batch mix vs population',
+      width: 720,
+      height: 460,
+      xMin: 0,
+      xMax: 1,
+      yMin: 0,
+      yMax: Math.max(floor, ...results.map((r) => r.tv)) * 1.2,
+      hLines: [{ value: floor, label: `noise floor: ${B} random draws` }],
+      legend: 'inside',
+    },
+  );
 }
 
 export const bench: Bench = async ({ quick, log }) => {
@@ -258,7 +243,7 @@ export const bench: Bench = async ({ quick, log }) => {
   const fifo = results[0];
   mkdirSync(outDir, { recursive: true });
   const svgPath = join(outDir, 'scheduler.svg');
-  writeFileSync(svgPath, svgPlot(results, floor));
+  writeFileSync(svgPath, schedulerPlot(results, floor));
   log(`plot: ${svgPath}`);
   const hardPop = CLASSES[CLASSES.length - 1].share;
   return [

@@ -43,3 +43,7 @@ export {
   treeAttentionDevice, treeAttentionBackwardDevice, DEVICE_HEAD_DIMS,
   type DeviceAttentionOptions, type DeviceAttentionOutput, type DeviceAttentionGrads,
 } from './attentionDevice.js';
+
+// Reporting: the run's JSONL event log, SVG plots, the HTML report, the terminal summary and progress.
+export * as report from './report/index.js';
+export { RunLogWriter, renderReport, writeReport, summaryTable, createProgress, svgPlot } from './report/index.js';
