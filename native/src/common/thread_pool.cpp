@@ -71,9 +71,13 @@ class Pool {
   }
 
  private:
+  // A new worker must treat the generation current at its creation as seen: otherwise it would run a
+  // stale pass on startup, and its extra decrement of active_ could land after a region's count was
+  // set, leaving active_ at -1 and the caller waiting for 0 forever.
   void start(int threads) {
     stopping_ = false;
-    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { loop(); });
+    uint64_t current = generation_;
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this, current] { loop(current); });
   }
 
   void stop() {
@@ -87,8 +91,7 @@ class Pool {
     workers_.clear();
   }
 
-  void loop() {
-    uint64_t seen = 0;
+  void loop(uint64_t seen) {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mutex_);
