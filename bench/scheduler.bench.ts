@@ -6,7 +6,7 @@
 // second, the total-variation distance between each batch's difficulty mix and the population's (mean
 // over batches; strict FIFO is the unbiased baseline, and the noise floor of B random draws is given),
 // and the off-policy lag in versions. The plot (idle fraction against TV distance) is written to
-// bench/out/scheduler.svg.
+// bench/plots/scheduler.svg (quick runs: bench/out/).
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import type { PickOrder, SchedulerMode } from '../lib/scheduler/types.js';
 import { svgPlot } from '../lib/report/svgPlot.js';
 
 const outDir = join(dirname(fileURLToPath(import.meta.url)), 'out');
+const plotsDir = join(dirname(fileURLToPath(import.meta.url)), 'plots');
 
 /** The workload: difficulty classes with their share and median rollout time (virtual seconds). */
 const CLASSES = [
@@ -241,9 +242,13 @@ export const bench: Bench = async ({ quick, log }) => {
   const floor = noiseFloor(7, 20000);
   log(`simulated ${modes.length} modes x ${warmup + batches} batches in ${fmt((performance.now() - t0) / 1000, 2)} s`);
   const fifo = results[0];
-  mkdirSync(outDir, { recursive: true });
-  const svgPath = join(outDir, 'scheduler.svg');
-  writeFileSync(svgPath, schedulerPlot(results, floor));
+  // The full-size run is seed-deterministic, so its plot is kept in the repository (bench/plots/, linked
+  // from RESULTS.md); quick runs only write the scratch copy in bench/out/.
+  const svg = schedulerPlot(results, floor);
+  const svgDir = quick ? outDir : plotsDir;
+  mkdirSync(svgDir, { recursive: true });
+  const svgPath = join(svgDir, 'scheduler.svg');
+  writeFileSync(svgPath, svg);
   log(`plot: ${svgPath}`);
   const hardPop = CLASSES[CLASSES.length - 1].share;
   return [
@@ -272,7 +277,7 @@ export const bench: Bench = async ({ quick, log }) => {
       ]),
       notes: [
         `Noise floor: B=${B} independent draws from the population give a mean TV distance of ${fmt(floor, 3)}.`,
-        `Lag is in policy versions (training steps) between a rollout's start and its release. Plot: bench/out/scheduler.svg.`,
+        `Lag is in policy versions (training steps) between a rollout's start and its release. Plot: bench/plots/scheduler.svg.`,
         `Reading: a slow head task holds the window while groups finished beyond it fill the N slots, so rollouts stall and the ` +
           `window buys only ${fmt(results[1].samplesPerSecond / fifo.samplesPerSecond, 3)}-${fmt(results[3].samplesPerSecond / fifo.samplesPerSecond, 3)}x over strict FIFO here; ` +
           `greedy is much faster, but its lag is unbounded, and with the lag bound the groups it drops are mostly hard tasks (see hard share).`,
