@@ -2,9 +2,11 @@
 // tools with input_schema, tool_choice ({ type: auto | any | tool (+ name) | none }, with
 // disable_parallel_tool_use), stop_sequences, streaming events (message_start, content_block_start /
 // delta / stop, message_delta, message_stop). Converted to the chat messages the template renders.
+// POST /v1/messages/count_tokens: { input_tokens } of the prompt the same body would send, rendered
+// as a call renders it (an upstream whose server renders the prompt cannot count: 404).
 import type { FastifyInstance } from 'fastify';
-import type { ChatMessage, ToolCall } from '../model/chatTemplate.js';
-import { runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
+import type { ChatMessage, TextPart, ToolCall } from '../model/chatTemplate.js';
+import { countChatTokens, runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
 import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
@@ -40,6 +42,9 @@ const messagesSchema = {
     },
   },
 } as const;
+
+/** count_tokens takes a messages body without max_tokens. */
+const countSchema = { body: { ...messagesSchema.body, required: ['messages'] } } as const;
 
 type Block = { type: string; [k: string]: unknown };
 interface MessagesBody {
@@ -101,7 +106,9 @@ export function toChatMessages(body: MessagesBody): ChatMessage[] {
         calls.push({ id: b.id, type: 'function', function: { name: b.name, arguments: (b.input ?? {}) as Record<string, unknown> } });
       else throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `${path}[${k}]: unsupported or malformed ${JSON.stringify(b.type)} block in an assistant message`, `${path}[${k}]`);
     });
-    const msg: ChatMessage = { role: 'assistant', content: texts.join('\n') };
+    // Several text blocks stay parts (rendered joined by "\n"): a streamed answer comes back cut into
+    // blocks around its reasoning and tool calls, and the gateway recognises it by the parts.
+    const msg: ChatMessage = { role: 'assistant', content: texts.length > 1 ? texts.map((text): TextPart => ({ type: 'text', text })) : texts.join('') };
     if (reasoning !== undefined) msg.reasoning_content = reasoning;
     if (calls.length > 0) msg.tool_calls = calls;
     out.push(msg);
@@ -134,6 +141,12 @@ function toolChoice(body: MessagesBody): ToolChoice {
 }
 
 function toChatRequest(body: MessagesBody, defaultModel: string): ChatRequest {
+  body.tools?.forEach((t, i) => {
+    const schema = t.input_schema;
+    if (schema !== undefined && (typeof schema !== 'object' || schema === null || Array.isArray(schema)))
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST,
+        `tools[${i}].input_schema: expected a JSON Schema object, got ${schema === null ? 'null' : Array.isArray(schema) ? 'an array' : typeof schema}`, `tools[${i}].input_schema`);
+  });
   const choice = toolChoice(body);
   return {
     protocol: 'anthropic',
@@ -165,6 +178,12 @@ function contentBlocks(o: ChoiceOutcome): Block[] {
 
 export function anthropicRoutes(ctx: GatewayContext, store: SessionStore) {
   return async function plugin(app: FastifyInstance): Promise<void> {
+    app.post('/v1/messages/count_tokens', { schema: countSchema }, async (request) => {
+      const session = store.resolve(request);
+      const req = toChatRequest(request.body as MessagesBody, ctx.upstream.models()[0]?.id ?? 'default');
+      return { input_tokens: countChatTokens(ctx, session, req) };
+    });
+
     app.post('/v1/messages', { schema: messagesSchema }, async (request, reply) => {
       const session = store.resolve(request);
       const body = request.body as MessagesBody;

@@ -7,7 +7,16 @@
 // checked here for a prompt of token ids and by the upstream once it has rendered the prompt. Either
 // way a prompt over the limit is refused with 400 before anything is generated for the agent, and it
 // is not recorded as a call (like every request the upstream rejects as bad).
-import { randomBytes } from 'node:crypto';
+//
+// Re-tokenization drift: the text an agent gets back does not always encode to the ids the policy
+// sampled (a special token inside the content is dropped from it, bytes that are not UTF-8 become
+// U+FFFD, a tool call's arguments are re-serialised by the client). So the session remembers each
+// completion it returned, keyed by what the agent saw (turnKey), with its ids as a turn
+// (UpstreamResult.turnIds); a resent assistant message with the same key is rendered from those ids
+// (verbatimTurns), and the call continues its branch. An edited message has another key and is
+// rendered from its text (a fork). Tool-call arguments are first restored to the model's own text.
+// The turns are held per session (no more than its call tree holds) and dropped with it.
+import { createHash, randomBytes } from 'node:crypto';
 import type { ChatMessage, ParsedToolCall, ToolDefinition } from '../model/chatTemplate.js';
 import { GatewayError, GatewayErrorCode, gatewayError, type Protocol } from './errors.js';
 import type { CallRecord, CallRecorder } from './recorder.js';
@@ -90,8 +99,8 @@ export async function runChat(
   clientSignal: AbortSignal,
 ): Promise<ChoiceOutcome[]> {
   // A session that ended has no call tree any more; the routes refuse it first (resolve).
-  const { tree, toolArguments } = session;
-  if (session.closed || tree === null || toolArguments === null)
+  const { tree, toolArguments, turns } = session;
+  if (session.closed || tree === null || toolArguments === null || turns === null)
     throw gatewayError(GatewayErrorCode.SESSION_CLOSED, `session ${session.info.id} is closed`);
   if (req.n > ctx.limits.maxChoices)
     throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `n: at most ${ctx.limits.maxChoices} choices, got ${req.n}`, 'n');
@@ -118,12 +127,10 @@ export async function runChat(
   clientSignal.addEventListener('abort', onClientAbort, { once: true });
   if (clientSignal.aborted) controller.abort();
   const toolChoice = 'prompt' in req ? 'auto' : req.toolChoice;
-  const input = 'prompt' in req
-    ? { prompt: req.prompt }
-    : {
-      messages: restoreToolArguments(toolArguments, req.messages), tools: req.tools, toolChoice: req.toolChoice,
-      ...(req.parallelToolCalls === false ? { parallelToolCalls: false } : {}),
-    };
+  const input = 'prompt' in req ? { prompt: req.prompt } : {
+    ...chatInput(session, req.messages), tools: req.tools, toolChoice: req.toolChoice,
+    ...(req.parallelToolCalls === false ? { parallelToolCalls: false } : {}),
+  };
   try {
     const ids = Array.from({ length: req.n }, () => `call_${randomBytes(9).toString('base64url')}`);
     const settled = await Promise.allSettled(ids.map(async (callId, choice) => {
@@ -171,6 +178,12 @@ export async function runChat(
       const aborted = r.finishReason === 'abort';
       if (aborted && timedOut) failure ??= gatewayError(GatewayErrorCode.UPSTREAM_TIMEOUT, `the upstream did not finish within ${ctx.limits.callTimeoutMs} ms`);
       for (const c of issued) toolArguments.set(c.id, c.argumentsText);
+      // What the agent got back, to render from the sampled ids when it is resent.
+      if (!aborted && r.trainable && r.turnIds !== undefined) {
+        const key = turnKey(r.reasoning, r.content, issued.map((c) => [c.id, c.name, c.argumentsText]));
+        const same = key === undefined ? undefined : turns.get(key) ?? [];
+        if (same !== undefined && !same.some((ids) => equalIds(ids, r.turnIds!))) turns.set(key!, [...same, r.turnIds]);
+      }
       const finishReason = aborted ? 'abort' : issued.length > 0 && r.finishedTurn ? 'tool_calls' : r.finishReason;
       outcomes.push({ callId, result: r, toolCalls: issued, finishReason });
       const record: CallRecord = {
@@ -208,6 +221,67 @@ export async function runChat(
     clientSignal.removeEventListener('abort', onClientAbort);
     session.inFlight--;
   }
+}
+
+/** The messages as the upstream gets them: tool-call arguments restored, returned turns verbatim. */
+function chatInput(session: Session, messages: ChatMessage[]): { messages: ChatMessage[]; verbatimTurns?: Map<number, Int32Array> } {
+  const restored = restoreToolArguments(session.toolArguments!, messages);
+  const turns = session.turns!;
+  if (turns.size === 0) return { messages: restored };
+  // Returned turns with the same text but other ids (an empty answer ended by one special token or
+  // another): the k-th such message of the history takes the k-th returned (the last past them).
+  const seen = new Map<string, number>();
+  const verbatimTurns = new Map<number, Int32Array>();
+  restored.forEach((m, i) => {
+    const key = m?.role === 'assistant' ? messageKey(m) : undefined;
+    const same = key === undefined ? undefined : turns.get(key);
+    if (same === undefined) return;
+    const k = seen.get(key!) ?? 0;
+    seen.set(key!, k + 1);
+    verbatimTurns.set(i, same[Math.min(k, same.length - 1)]);
+  });
+  return verbatimTurns.size === 0 ? { messages: restored } : { messages: restored, verbatimTurns };
+}
+
+/** The prompt tokens a chat request would have (Anthropic count_tokens), rendered as runChat would. */
+export function countChatTokens(ctx: GatewayContext, session: Session, req: ChatRequest): number {
+  if (session.closed || session.toolArguments === null || session.turns === null)
+    throw gatewayError(GatewayErrorCode.SESSION_CLOSED, `session ${session.info.id} is closed`);
+  if (ctx.upstream.countTokens === undefined)
+    throw gatewayError(GatewayErrorCode.ROUTE_NOT_FOUND,
+      `token counting is not available: the upstream (${ctx.upstream.name}) renders prompts on its own server; the call's usage reports its prompt tokens`);
+  return ctx.upstream.countTokens({ model: req.model, ...chatInput(session, req.messages), tools: req.tools, toolChoice: req.toolChoice });
+}
+
+/**
+ * What identifies an assistant message the gateway returned, as the agent got it: reasoning, text
+ * and tool calls (id, name, argument text), hashed. Absent and empty reasoning or text are alike (a
+ * protocol leaves empty ones out), and the text may come back in parts (an Anthropic stream splits
+ * it into blocks around reasoning and tool calls), so parts are joined as they were cut. Undefined
+ * for a message of the wrong shape (the template refuses it with the field named).
+ */
+function turnKey(reasoning: unknown, content: unknown, calls: unknown[][]): string | undefined {
+  if (reasoning !== undefined && reasoning !== null && typeof reasoning !== 'string') return undefined;
+  let text: string;
+  if (content === undefined || content === null) text = '';
+  else if (typeof content === 'string') text = content;
+  else if (Array.isArray(content) && content.every((p) => typeof p?.text === 'string' && p.type === 'text')) text = content.map((p) => p.text).join('');
+  else return undefined;
+  return createHash('sha256').update(JSON.stringify([reasoning ?? '', text, calls])).digest('base64url');
+}
+
+const equalIds = (a: Int32Array, b: Int32Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+function messageKey(m: ChatMessage & { role: 'assistant' }): string | undefined {
+  const calls = m.tool_calls ?? [];
+  if (!Array.isArray(calls)) return undefined;
+  const fields: unknown[][] = [];
+  for (const c of calls) {
+    const args = c?.function?.arguments;
+    if (typeof c?.function?.name !== 'string' || (typeof args !== 'string' && (typeof args !== 'object' || args === null))) return undefined;
+    fields.push([c.id, c.function.name, typeof args === 'string' ? args : JSON.stringify(args)]);
+  }
+  return turnKey(m.reasoning_content ?? m.reasoning, m.content, fields);
 }
 
 /**

@@ -16,16 +16,28 @@
 // extends this call's prompt + completion and the session continues its branch.
 // parallelToolCalls false: the completion stops at the token that closes the first tool call; the
 // template's end-of-turn token after it then comes with the agent's next prompt.
+//
+// Context: the engine's KV cache (TokenGenerator.cacheTokens) holds a request's prompt and all its
+// completion tokens, so it is the context length this upstream reports (the gateway's default prompt
+// limit) and checks: prompt + max_tokens over it is CONTEXT_LENGTH_EXCEEDED naming max_tokens, a
+// prompt that leaves no room for one token names messages. Verbatim turns: each result carries
+// turnIds (what this completion is as an assistant turn), and a request's verbatimTurns are spliced
+// into the rendering, so a resent completion whose text does not re-encode to its ids still renders
+// the history the policy saw (see callRunner.ts).
 import { nanoChatTemplate, normalizeTools, type ChatTemplate, type CompletionStream } from '../model/chatTemplate.js';
 import type { ParseError, ParseEvent, ParsedCompletion } from '../model/chatParse.js';
 import { BYTE_TOKENS, encode, SpecialToken, StreamDecoder, tokenBytes } from '../model/tokenizer.js';
 import type { GenerateOptions, Generation } from '../engine/types.js';
-import { GatewayErrorCode, gatewayError } from './errors.js';
-import type { ChatUpstreamRequest, ModelInfo, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
+import { type GatewayError, GatewayErrorCode, gatewayError } from './errors.js';
+import type {
+  ChatUpstreamRequest, ModelInfo, TokenCountRequest, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult,
+} from './upstream.js';
 
 /** What the upstream needs from an engine (NanoEngine satisfies it). */
 export interface TokenGenerator {
   readonly version: number;
+  /** Prompt + completion tokens one request may hold (NanoEngine: its KV cache), when bounded. */
+  readonly cacheTokens?: number;
   generate(promptIds: Int32Array, options?: GenerateOptions): Generation;
 }
 
@@ -34,8 +46,11 @@ export interface EngineUpstreamOptions {
   template?: ChatTemplate;
   /** The model name served (any requested name is accepted). Default the template's name. */
   model?: string;
-  /** Longest prompt accepted, in tokens. Default unlimited (the engine's own cache limit applies). */
+  /** Longest prompt accepted, in tokens. Default unlimited (the context length below applies). */
   maxPromptTokens?: number;
+  /** Prompt + completion tokens at most, reported as the model's context length. Default the
+   *  generator's cacheTokens (unbounded when it has none). */
+  contextLength?: number;
 }
 
 /**
@@ -146,18 +161,28 @@ export class EngineUpstream implements Upstream {
   private readonly template: ChatTemplate;
   private readonly model: string;
   private readonly maxPromptTokens: number;
+  private readonly contextLength: number | undefined;
   private readonly forms: ToolCallForms;
+  /** What the template writes after the body of a turn that reached no end token. */
+  private readonly turnEnd: Int32Array;
 
   constructor(options: EngineUpstreamOptions) {
     this.generator = options.generator;
     this.template = options.template ?? nanoChatTemplate;
     this.forms = toolCallForms(this.template);
+    this.turnEnd = this.template.assistantIds({ role: 'assistant', content: '' });
     this.model = options.model ?? this.template.name;
     this.maxPromptTokens = options.maxPromptTokens ?? Infinity;
+    const context = options.contextLength ?? options.generator.cacheTokens;
+    if (context !== undefined && (!Number.isInteger(context) || context < 2))
+      throw new RangeError(`options.contextLength: expected an integer >= 2, got ${context}`);
+    this.contextLength = context;
   }
 
   models(): ModelInfo[] {
-    return [{ id: this.model, ownedBy: 'forge-rl', version: this.generator.version }];
+    const info: ModelInfo = { id: this.model, ownedBy: 'forge-rl', version: this.generator.version };
+    if (this.contextLength !== undefined) info.contextLength = this.contextLength;
+    return [info];
   }
 
   /** The text of a token: bytes >= 0x80 are not text alone, so "\xNN"; specials their text. */
@@ -170,7 +195,7 @@ export class EngineUpstream implements Upstream {
   private promptIds(req: UpstreamRequest): Int32Array {
     if (req.prompt === undefined) {
       try {
-        return this.template.render(req.messages, req.tools, { addGenerationPrompt: true });
+        return this.template.render(req.messages, req.tools, { addGenerationPrompt: true, assistantTurns: req.verbatimTurns });
       } catch (e) {
         // The template names the offending field (e.g. "messages[3].tool_call_id: ...").
         throw gatewayError(GatewayErrorCode.INVALID_REQUEST, (e as Error).message, (e as Error).message.split(':', 1)[0]);
@@ -193,7 +218,7 @@ export class EngineUpstream implements Upstream {
   }
 
   /** The tool-call opening forced after the generation prompt (empty unless tool_choice forces a call). */
-  private forcedOpening(req: ChatUpstreamRequest): Int32Array {
+  private forcedOpening(req: Pick<ChatUpstreamRequest, 'tools' | 'toolChoice'>): Int32Array {
     const choice = req.toolChoice ?? 'auto';
     if (choice === 'auto' || choice === 'none') return new Int32Array(0);
     const names = normalizeTools(req.tools).map((t) => t.name);
@@ -214,26 +239,38 @@ export class EngineUpstream implements Upstream {
     return this.forms.closing;
   }
 
+  /** The prompt's ids (rendered, then a forced tool-call opening) and that opening. */
+  private prompt(req: UpstreamRequest): { promptIds: Int32Array; forced: Int32Array } {
+    const rendered = this.promptIds(req);
+    // The tools were checked by the rendering above.
+    const forced = req.prompt === undefined ? this.forcedOpening(req) : new Int32Array(0);
+    if (forced.length === 0) return { promptIds: rendered, forced };
+    const promptIds = new Int32Array(rendered.length + forced.length);
+    promptIds.set(rendered);
+    promptIds.set(forced, rendered.length);
+    return { promptIds, forced };
+  }
+
+  /** Refuses a prompt over the limits, or one whose max_tokens do not fit the context next to it. */
+  private checkLength(req: UpstreamRequest, promptTokens: number): void {
+    const field = req.prompt === undefined ? 'messages' : 'prompt';
+    const limit = Math.min(this.maxPromptTokens, req.maxPromptTokens ?? Infinity);
+    if (promptTokens > limit)
+      throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED, `the prompt has ${promptTokens} tokens, more than the limit of ${limit}`, field);
+    const overflow = this.contextLength === undefined ? undefined : contextError(promptTokens, req.sampling.maxTokens, this.contextLength, field);
+    if (overflow !== undefined) throw overflow;
+  }
+
+  /** The prompt tokens complete() would send for this request. */
+  countTokens(req: TokenCountRequest): number {
+    return this.prompt({ ...req, sampling: {}, signal: new AbortController().signal }).promptIds.length;
+  }
+
   async complete(req: UpstreamRequest, onEvent: (event: UpstreamEvent) => void): Promise<UpstreamResult> {
     const start = performance.now();
-    const rendered = this.promptIds(req);
-    let forced: Int32Array = new Int32Array(0);
-    let singleCall: number | undefined;
-    if (req.prompt === undefined) {
-      // The tools were checked by the rendering above.
-      forced = this.forcedOpening(req);
-      singleCall = this.singleCallStop(req);
-    }
-    let promptIds: Int32Array = rendered;
-    if (forced.length > 0) {
-      promptIds = new Int32Array(rendered.length + forced.length);
-      promptIds.set(rendered);
-      promptIds.set(forced, rendered.length);
-    }
-    const limit = Math.min(this.maxPromptTokens, req.maxPromptTokens ?? Infinity);
-    if (promptIds.length > limit)
-      throw gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
-        `the prompt has ${promptIds.length} tokens, more than the limit of ${limit}`, req.prompt === undefined ? 'messages' : 'prompt');
+    const { promptIds, forced } = this.prompt(req);
+    const singleCall = req.prompt === undefined ? this.singleCallStop(req) : undefined;
+    this.checkLength(req, promptIds.length);
     const stops = (req.sampling.stop ?? []).filter((s) => s.length > 0);
     let generation: Generation;
     try {
@@ -248,6 +285,12 @@ export class EngineUpstream implements Upstream {
       });
     } catch (e) {
       const err = e as Error;
+      // The engine's own capacity check (a generator that did not report cacheTokens): in the
+      // agent's terms, not the engine's.
+      const capacity = err instanceof RangeError ? /prompt \((\d+) tokens\) \+ maxTokens \((\d+)\) exceed cacheTokens \((\d+)\)/.exec(err.message) : null;
+      if (capacity !== null)
+        throw contextError(Number(capacity[1]), req.sampling.maxTokens === undefined ? undefined : Number(capacity[2]), Number(capacity[3]),
+          req.prompt === undefined ? 'messages' : 'prompt') ?? gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED, err.message);
       if (err instanceof RangeError || err instanceof TypeError)
         throw gatewayError(GatewayErrorCode.INVALID_REQUEST, err.message);
       throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `engine: ${err.message}`);
@@ -313,9 +356,28 @@ export class EngineUpstream implements Upstream {
       cachedPromptTokens: r.cachedPromptTokens,
       timings: { queueMs: r.timings.queueMs, firstTokenMs, totalMs: performance.now() - start },
     };
+    if (req.prompt === undefined) {
+      // The turn as the next prompt renders it: the template's end token follows an unfinished one.
+      const end = parsed.finishedTurn ? new Int32Array(0) : this.turnEnd;
+      result.turnIds = new Int32Array(forced.length + n + end.length);
+      result.turnIds.set(forced);
+      result.turnIds.set(r.completionIds, forced.length);
+      result.turnIds.set(end, forced.length + n);
+    }
     if (!complete) result.notTrainableReason = `engine returned ${r.logprobs.length} logprobs and ${r.versions.length} versions for ${n} tokens`;
     if (stopSequence !== undefined) result.stopSequence = stopSequence;
     if (parsed.reasoning !== undefined) result.reasoning = parsed.reasoning;
     return result;
   }
+}
+
+/** Why a prompt and its max_tokens do not fit the context (naming the field to change), or undefined. */
+function contextError(promptTokens: number, maxTokens: number | undefined, context: number, field: string): GatewayError | undefined {
+  if (promptTokens >= context)
+    return gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
+      `${field}: the prompt has ${promptTokens} tokens; this model's maximum context length is ${context} tokens (prompt and completion together), so no completion fits`, field);
+  if (maxTokens !== undefined && promptTokens + maxTokens > context)
+    return gatewayError(GatewayErrorCode.CONTEXT_LENGTH_EXCEEDED,
+      `max_tokens: the prompt (${promptTokens} tokens) + max_tokens (${maxTokens}) exceed this model's maximum context length of ${context} tokens; at most ${context - promptTokens} completion tokens fit`, 'max_tokens');
+  return undefined;
 }

@@ -1,16 +1,17 @@
-// OpenAI Chat Completions (POST /v1/chat/completions) and the model list (GET /v1/models).
+// OpenAI Chat Completions (POST /v1/chat/completions) and the models (GET /v1/models, /v1/models/{id};
+// in Anthropic's shape for a client that sends anthropic-version, as the Anthropic SDK does).
 // tool_choice: "auto", "none" (calls are withheld, noted in the record), "required", or
 // { type: "function", function: { name } }; parallel_tool_calls: false allows one call per choice.
 // top_logprobs (with logprobs: true): the k most likely tokens at each step from the distribution the
 // token's own logprob is from (the embedded engine: log_softmax of the raw logits); an upstream
 // that gives no alternatives leaves each list empty.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../model/chatTemplate.js';
 import { runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
 import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
-import type { ToolChoice, TopLogprob } from './upstream.js';
+import type { ModelInfo, ToolChoice, TopLogprob } from './upstream.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
 
@@ -101,7 +102,24 @@ function toolChoice(value: unknown, tools: ChatBody['tools']): ToolChoice {
   return choice;
 }
 
+const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v);
+
+/** What the schema cannot say briefly: content where a role needs it, tool parameters as a schema object. */
+function checkShapes(body: ChatBody): void {
+  body.messages.forEach((m, i) => {
+    if (m.role !== 'assistant' && (m.content === undefined || m.content === null))
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST, `messages[${i}].content: a ${m.role} message needs content, got ${describe(m.content)}`, `messages[${i}].content`);
+  });
+  body.tools?.forEach((t, i) => {
+    const parameters = 'function' in t ? t.function.parameters : undefined;
+    if (parameters !== undefined && parameters !== null && (typeof parameters !== 'object' || Array.isArray(parameters)))
+      throw gatewayError(GatewayErrorCode.INVALID_REQUEST,
+        `tools[${i}].function.parameters: expected a JSON Schema object, got ${describe(parameters)}`, `tools[${i}].function.parameters`);
+  });
+}
+
 function toChatRequest(body: ChatBody, defaultModel: string): ChatRequest {
+  checkShapes(body);
   const stop = body.stop === undefined || body.stop === null ? undefined : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const top = body.top_logprobs ?? 0;
   if (top > 0 && body.logprobs !== true)
@@ -165,9 +183,28 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
   return async function plugin(app: FastifyInstance): Promise<void> {
     const defaultModel = () => ctx.upstream.models()[0]?.id ?? 'default';
 
+    const anthropicClient = (request: FastifyRequest) => request.headers['anthropic-version'] !== undefined;
+    const modelObject = (m: ModelInfo, anthropic: boolean) => anthropic
+      ? { type: 'model', id: m.id, display_name: m.id, created_at: new Date(0).toISOString() }
+      // max_model_len: vLLM's field for the context length, which clients of vLLM read.
+      : { id: m.id, object: 'model', created: 0, owned_by: m.ownedBy, ...(m.contextLength ? { max_model_len: m.contextLength } : {}) };
+
     app.get('/v1/models', async (request) => {
       store.resolve(request);
-      return { object: 'list', data: ctx.upstream.models().map((m) => ({ id: m.id, object: 'model', created: 0, owned_by: m.ownedBy })) };
+      const models = ctx.upstream.models();
+      if (!anthropicClient(request)) return { object: 'list', data: models.map((m) => modelObject(m, false)) };
+      return { data: models.map((m) => modelObject(m, true)), has_more: false, first_id: models[0]?.id ?? null, last_id: models.at(-1)?.id ?? null };
+    });
+
+    // A wildcard: model ids may hold "/" (e.g. "Qwen/Qwen3-8B"), sent encoded or not.
+    app.get('/v1/models/*', async (request) => {
+      store.resolve(request);
+      const id = (request.params as { '*': string })['*'];
+      const m = ctx.upstream.models().find((x) => x.id === id);
+      if (m === undefined)
+        throw gatewayError(GatewayErrorCode.ROUTE_NOT_FOUND,
+          `model: the model ${JSON.stringify(id)} does not exist; this gateway serves ${ctx.upstream.models().map((x) => JSON.stringify(x.id)).join(', ')}`, 'model');
+      return modelObject(m, anthropicClient(request));
     });
 
     app.post('/v1/chat/completions', { schema: chatSchema }, async (request, reply) => {

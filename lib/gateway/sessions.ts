@@ -6,9 +6,9 @@
 // calls recorded, so a recorder (the data pool) can check that none was lost.
 //
 // Memory on a long-running gateway: once the recorder took a session's close (or failure), its call
-// tree and tool-argument map are dropped and the session moves to a bounded record of ended sessions
-// (least recently used first out, `endedSessionsKept`), so its key and id still answer "session
-// closed" rather than "unknown key", and the admin routes still show it. counts() reads counters kept
+// tree, tool-argument map and returned turns are dropped and the session moves to a bounded record
+// of ended sessions (least recently used first out, `endedSessionsKept`), so its key and id still
+// answer "session closed" rather than "unknown key", and the admin routes still show it. counts() reads counters kept
 // up to date on every change (metrics call it per scrape), not a pass over the sessions.
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -33,6 +33,10 @@ export interface Session {
   /** Tool-call id the gateway issued -> the exact argument text the model wrote (to re-render it
    *  verbatim); null once the session ended. */
   toolArguments: Map<string, string> | null;
+  /** Key of an assistant message the gateway returned (callRunner's turnKey) -> the ids of the
+   *  turns returned with that text, in order (UpstreamResult.turnIds), to render a resent one
+   *  verbatim; null once the session ended. */
+  turns: Map<string, Int32Array[]> | null;
 }
 
 function token(prefix: string, bytes: number): string {
@@ -91,7 +95,7 @@ export class SessionStore {
     const totals = this.totals;
     let inFlight = 0;
     const session: Session = {
-      info, key: token('fk-', 24), closed: false, calls: 0, tree: new CallTree(), toolArguments: new Map(),
+      info, key: token('fk-', 24), closed: false, calls: 0, tree: new CallTree(), toolArguments: new Map(), turns: new Map(),
       // An accessor, so whoever counts requests in and out (callRunner) keeps the total right too.
       get inFlight() {
         return inFlight;
@@ -162,6 +166,7 @@ export class SessionStore {
     this.liveKeys.delete(session.key);
     session.tree = null;
     session.toolArguments = null;
+    session.turns = null;
     if (this.endedSessionsKept === 0) return;
     this.ended.set(session.info.id, session);
     this.endedKeys.set(session.key, session.info.id);

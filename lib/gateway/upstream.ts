@@ -58,6 +58,12 @@ export interface ChatUpstreamRequest extends UpstreamRequestBase {
   toolChoice?: ToolChoice;
   /** false: at most one tool call per completion. Default true. */
   parallelToolCalls?: boolean;
+  /**
+   * Assistant messages (by index in `messages`) that are completions this upstream returned in the
+   * session, resent by the agent: render them from these ids (UpstreamResult.turnIds) instead of
+   * re-encoding their text. An upstream that has a server render the template ignores it.
+   */
+  verbatimTurns?: ReadonlyMap<number, Int32Array>;
   prompt?: undefined;
 }
 
@@ -71,6 +77,7 @@ export interface PromptUpstreamRequest extends UpstreamRequestBase {
   tools?: undefined;
   toolChoice?: undefined;
   parallelToolCalls?: undefined;
+  verbatimTurns?: undefined;
 }
 
 export type UpstreamRequest = ChatUpstreamRequest | PromptUpstreamRequest;
@@ -94,6 +101,13 @@ export interface UpstreamResult {
    */
   promptIds?: Int32Array;
   completionIds?: Int32Array;
+  /**
+   * This completion as an assistant turn of a later prompt, in the upstream's own template: the ids
+   * after the role token (a forced tool-call opening, the completion, the end token when the turn
+   * did not reach one). Only an upstream that renders the prompt itself gives it (the gateway then
+   * hands it back as verbatimTurns when the agent resends the message).
+   */
+  turnIds?: Int32Array;
   /** [completion length] per-token logprobs of the sampled tokens. */
   logprobs?: Float64Array;
   /** [completion length] policy version of each token. */
@@ -128,9 +142,18 @@ export interface ModelInfo {
   contextLength?: number;
 }
 
+/** What a token count needs: a chat request without sampling (Anthropic's count_tokens body). */
+export type TokenCountRequest = Pick<ChatUpstreamRequest, 'model' | 'messages' | 'tools' | 'toolChoice' | 'verbatimTurns'>;
+
 export interface Upstream {
   readonly name: string;
   models(): ModelInfo[];
+  /**
+   * The prompt tokens `complete` would send for this request (the same rendering, a forced tool-call
+   * opening included), without generating. Only an upstream that renders the prompt itself has it.
+   * Throws a GatewayError (400) for a request `complete` would reject.
+   */
+  countTokens?(request: TokenCountRequest): number;
   /**
    * Runs one completion; `onEvent` sees its deltas as they come. Rejects with a GatewayError for a
    * bad request (400) or an upstream failure; an abort resolves with finishReason 'abort'.

@@ -72,6 +72,12 @@ export type ToolDefinition =
 export interface RenderOptions {
   /** Append S(assistant), the header the model continues from. Default false. */
   addGenerationPrompt?: boolean;
+  /**
+   * Assistant turns (by index in `messages`) written from these ids (the body after S(assistant), end
+   * token included) instead of their text: the exact ids sampled for a message the gateway returned,
+   * which its text may not re-encode to. The message is still checked, its tool calls still named.
+   */
+  assistantTurns?: ReadonlyMap<number, Int32Array>;
 }
 
 /** One rendered turn: ids [start, end); its body (after the role token) starts at bodyStart. */
@@ -133,12 +139,14 @@ class IdWriter {
     this.buf[this.length++] = id;
   }
 
-  text(s: string): void {
-    if (s.length === 0) return;
-    const ids = encode(s);
+  ids(ids: Int32Array): void {
     this.reserve(ids.length);
     this.buf.set(ids, this.length);
     this.length += ids.length;
+  }
+
+  text(s: string): void {
+    if (s.length > 0) this.ids(encode(s));
   }
 
   finish(): Int32Array {
@@ -316,8 +324,14 @@ function renderInto(
     if (typeof role !== 'string' || !ROLES.has(role))
       throw typeError(`${path}.role: expected "system", "developer", "user", "assistant" or "tool", got ${JSON.stringify(role)}`);
     if (role === 'assistant') {
+      const verbatim = options?.assistantTurns?.get(i);
+      if (verbatim !== undefined && !(verbatim instanceof Int32Array))
+        throw typeError(`options.assistantTurns: expected Int32Array ids for message ${i}`);
       turn(i, 'assistant', SpecialToken.ASSISTANT, () => {
-        for (const [id, name] of writeAssistant(w, path, msg)) if (id !== undefined) callNames.set(id, name);
+        // With verbatim ids the text is still checked and its tool calls named, but not written.
+        const calls = writeAssistant(verbatim === undefined ? w : new IdWriter(), path, msg);
+        if (verbatim !== undefined) w.ids(verbatim);
+        for (const [id, name] of calls) if (id !== undefined) callNames.set(id, name);
       });
     } else if (role === 'tool') {
       if (typeof msg.tool_call_id !== 'string') throw typeError(`${path}.tool_call_id: expected a string, got ${describe(msg.tool_call_id)}`);
