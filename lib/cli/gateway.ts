@@ -11,6 +11,7 @@ import type { NanoEngine } from '../engine/engine.js';
 import type { GatewayLimits } from '../gateway/callRunner.js';
 import type { CallRecorder } from '../gateway/recorder.js';
 import type { Gateway, GatewayOptions } from '../gateway/server.js';
+import type { ServedVersion } from '../gateway/servedVersion.js';
 import type { Upstream } from '../gateway/upstream.js';
 import type { SqliteStore } from '../pool/sqliteStore.js';
 import { CliUsageError, type CliIO, type FlagTable, type FlagValues, helpText, intFlag, parseFlags, processIO, secondsFlag, stringFlag } from './args.js';
@@ -28,6 +29,8 @@ export const GATEWAY_FLAGS: FlagTable = {
   'upstream-url': { type: 'string', value: '<url>', help: 'an OpenAI-compatible server\'s API root (vLLM, SGLang), e.g. http://127.0.0.1:8001/v1, instead of the embedded engine' },
   'upstream-model': { type: 'string', value: '<name>', help: 'the model name that server serves (with --upstream-url; API key: $FORGE_UPSTREAM_API_KEY)' },
   'upstream-dialect': { type: 'string', value: '<vllm|sglang>', help: 'how that server returns token ids (default vllm)' },
+  'upstream-version': { type: 'string', value: '<n>', help: 'the policy version that server serves at start (default 0); POST /v1/policy-versions advances it after each weight push' },
+  'upstream-connections': { type: 'string', value: '<n>', help: 'connections to that server at most, kept open for reuse (default 1024)' },
   'max-concurrent-calls': { type: 'string', value: '<n>', help: 'requests one session may have in flight (default 8)' },
   'max-completion-tokens': { type: 'string', value: '<n>', help: 'largest max_tokens accepted (default 4096)' },
   'call-timeout': { type: 'string', value: '<s>', help: 'abort an upstream call after this many seconds (default 600)' },
@@ -46,6 +49,9 @@ export interface GatewayServerOptions {
   upstreamModel?: string;
   upstreamDialect?: 'vllm' | 'sglang';
   upstreamApiKey?: string;
+  /** The policy version the server serves at start (with upstreamUrl). */
+  upstreamVersion?: number;
+  upstreamConnections?: number;
   limits: Partial<GatewayLimits>;
   shutdownGraceMs: number;
 }
@@ -76,6 +82,11 @@ export function gatewayOptionsFrom(values: FlagValues, env: NodeJS.ProcessEnv, d
     if (options.upstreamUrl === undefined) throw new CliUsageError('--upstream-dialect: only meaningful with --upstream-url');
     options.upstreamDialect = dialect;
   }
+  for (const [flag, key] of [['upstream-version', 'upstreamVersion'], ['upstream-connections', 'upstreamConnections']] as const) {
+    if (values[flag] === undefined) continue;
+    if (options.upstreamUrl === undefined) throw new CliUsageError(`--${flag}: only meaningful with --upstream-url`);
+    options[key] = flag === 'upstream-version' ? intFlag(values, flag, 0, 0, 2 ** 31 - 1) : intFlag(values, flag, 1024, 1, 65535);
+  }
   if (options.upstreamUrl !== undefined) {
     if (!/^https?:\/\/[^/]/.test(options.upstreamUrl)) throw new CliUsageError(`--upstream-url: expected an http(s) URL, got ${JSON.stringify(options.upstreamUrl)}`);
     if (options.checkpoint !== undefined) throw new CliUsageError('--checkpoint: the embedded engine serves checkpoints; it cannot be combined with --upstream-url');
@@ -105,15 +116,18 @@ export async function startGatewayServer(options: GatewayServerOptions, extra: {
   let engine: NanoEngine | undefined;
   let upstreamDescription: string;
   let inner: Upstream;
+  let servedVersion: ServedVersion | undefined;
   if (options.upstreamUrl !== undefined) {
-    const { OpenAICompatibleUpstream } = await import('../gateway/openaiUpstream.js');
+    const [{ OpenAICompatibleUpstream }, { ServedVersion }] = await Promise.all([import('../gateway/openaiUpstream.js'), import('../gateway/servedVersion.js')]);
     const contextLength = await probeUpstream(options.upstreamUrl, options.upstreamModel!, options.upstreamApiKey);
-    // The server does not report the policy version it serves; whoever pushes weights to it knows.
+    // The server does not report the policy version it serves; whoever pushes weights to it says so
+    // (POST /v1/policy-versions), and the gateway holds it.
+    servedVersion = new ServedVersion(options.upstreamVersion ?? 0);
     inner = new OpenAICompatibleUpstream({
       baseURL: options.upstreamUrl, model: options.upstreamModel!, dialect: options.upstreamDialect, apiKey: options.upstreamApiKey,
-      version: () => 0, contextLength,
+      version: servedVersion.read, contextLength, maxConnections: options.upstreamConnections,
     });
-    upstreamDescription = `OpenAI-compatible server ${options.upstreamUrl} (${options.upstreamDialect ?? 'vllm'}, model ${options.upstreamModel})`;
+    upstreamDescription = `OpenAI-compatible server ${options.upstreamUrl} (${options.upstreamDialect ?? 'vllm'}, model ${options.upstreamModel}, version ${servedVersion.current})`;
   } else {
     const [{ NanoEngine }, { EngineUpstream }, { NanoPolicy }, { PolicyTrainer }] = await Promise.all([
       import('../engine/engine.js'), import('../gateway/engineUpstream.js'), import('../model/policy.js'), import('../model/trainer.js'),
@@ -138,7 +152,7 @@ export async function startGatewayServer(options: GatewayServerOptions, extra: {
       const { SqliteStore } = await import('../pool/sqliteStore.js');
       pool = await SqliteStore.open(options.poolPath);
     }
-    const gatewayOptions: GatewayOptions = { upstream, adminToken, limits: options.limits };
+    const gatewayOptions: GatewayOptions = { upstream, adminToken, limits: options.limits, servedVersion };
     if (pool !== undefined) gatewayOptions.pool = pool;
     else if (extra.recorder !== undefined) gatewayOptions.recorder = extra.recorder;
     gateway = createGateway(gatewayOptions);

@@ -14,3 +14,6 @@ export { createGateway, type Gateway, type GatewayOptions } from './server.js';
 export { PoolRecorder, TOOL_CALL_ERROR_KINDS, toNewCall, type PoolRecorderOptions } from './poolRecorder.js';
 export { poolRoutes, trajectoryJson } from './poolRoutes.js';
 export { GatewayMetrics, MetricsRecorder, type MetricsOptions } from './metrics.js';
+export { ServedVersion, MAX_POLICY_VERSION } from './servedVersion.js';
+export { KeepAliveTransport, fetchTransport, type UpstreamTransport, type TransportRequest, type TransportResponse } from './upstreamHttp.js';
+export { countChatTokens } from './callRunner.js';

@@ -24,11 +24,14 @@
 // tool_choice: "required" and a named function are passed through (vLLM supports both, by guided
 // decoding); "auto" and "none" are sent as "auto" (under "none" the gateway withholds the calls).
 // parallel_tool_calls: false is passed through.
-// The policy version is not reported by either server: `version()` is read when each token arrives.
+// The policy version is not reported by either server: `version()` is read when each token arrives
+// (servedVersion.ts holds it for the gateway's admin route). Requests go out on keep-alive
+// connections (upstreamHttp.ts).
 import { normalizeTools, type ChatMessage } from '../model/chatTemplate.js';
 import { CompletionAssembler, tokenIdOf, type LogprobEntry, type ToolCallDelta } from './completionAssembler.js';
 import { GatewayError, GatewayErrorCode, gatewayError } from './errors.js';
-import { sseData } from './sseReader.js';
+import { SseDecoder } from './sseReader.js';
+import { bodyText, fetchTransport, KeepAliveTransport, type TransportResponse, type UpstreamTransport } from './upstreamHttp.js';
 import type { ModelInfo, ToolChoice, TopLogprob, Upstream, UpstreamEvent, UpstreamRequest, UpstreamResult } from './upstream.js';
 
 export interface OpenAICompatibleUpstreamOptions {
@@ -47,7 +50,11 @@ export interface OpenAICompatibleUpstreamOptions {
   timeoutMs?: number;
   /** The server's max_model_len (vLLM lists it in /v1/models), reported as the context length. */
   contextLength?: number;
-  /** The fetch to use. Default globalThis.fetch. */
+  /** Connections to the server at most (requests beyond wait for one); as many idle ones are kept
+   *  open for reuse. Size it for the calls the gateway runs at once. Default 1024. */
+  maxConnections?: number;
+  /** A fetch-compatible function to send requests with instead of node:http (e.g. a fake server in a
+   *  test). Default: node:http(s) on a keep-alive agent. */
   fetch?: typeof fetch;
 }
 
@@ -135,9 +142,10 @@ class Alternatives {
   }
 }
 
+/** A connection failure in a word where there is one: node:http's code, or fetch's cause. */
 function causeOf(e: unknown): string {
-  const err = e as { message?: string; cause?: { code?: string; message?: string } };
-  return err?.cause?.code ?? err?.cause?.message ?? err?.message ?? String(e);
+  const err = e as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  return err?.cause?.code ?? err?.cause?.message ?? (err?.code?.startsWith('E') ? err.code : undefined) ?? err?.message ?? String(e);
 }
 
 export class OpenAICompatibleUpstream implements Upstream {
@@ -145,7 +153,9 @@ export class OpenAICompatibleUpstream implements Upstream {
   private readonly baseURL: string;
   private readonly dialect: 'vllm' | 'sglang';
   private readonly timeoutMs: number;
-  private readonly fetch: typeof fetch;
+  private readonly transport: UpstreamTransport;
+  /** The same for every request. */
+  private readonly headers: Readonly<Record<string, string>>;
 
   constructor(private readonly options: OpenAICompatibleUpstreamOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options: expected { baseURL, model, version, ... }');
@@ -160,8 +170,17 @@ export class OpenAICompatibleUpstream implements Upstream {
     this.baseURL = options.baseURL.replace(/\/+$/, '');
     this.dialect = dialect;
     this.timeoutMs = timeoutMs;
-    this.fetch = options.fetch ?? globalThis.fetch;
+    const maxConnections = options.maxConnections ?? 1024;
+    if (!Number.isInteger(maxConnections) || maxConnections < 1)
+      throw new RangeError(`options.maxConnections: expected a positive integer, got ${maxConnections}`);
+    if (options.fetch !== undefined && typeof options.fetch !== 'function') throw new TypeError('options.fetch: expected a fetch-compatible function');
+    this.headers = { 'content-type': 'application/json', ...(options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {}) };
+    this.transport = options.fetch ? fetchTransport(options.fetch) : new KeepAliveTransport(this.baseURL, { maxConnections });
     this.name = `openai-compatible:${dialect}`;
+  }
+
+  close(): void {
+    this.transport.close();
   }
 
   models(): ModelInfo[] {
@@ -213,6 +232,7 @@ export class OpenAICompatibleUpstream implements Upstream {
     let timedOut = false;
     let responded = false;
     let queueMs = 0;
+    let complete = false; // the response was read to its end
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort();
@@ -222,18 +242,19 @@ export class OpenAICompatibleUpstream implements Upstream {
     if (req.signal.aborted) controller.abort();
     const path = req.prompt === undefined ? '/chat/completions' : '/completions';
     try {
-      const res = await this.fetch(`${this.baseURL}${path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(this.options.apiKey ? { authorization: `Bearer ${this.options.apiKey}` } : {}) },
+      const res = await this.transport.post({
+        url: `${this.baseURL}${path}`,
+        headers: this.headers,
         body: JSON.stringify(this.body(req)),
         signal: controller.signal,
       });
       // The server does not report its queue time; its response headers are the nearest sign of admission.
       queueMs = performance.now() - start;
       responded = true;
-      if (!res.ok) throw httpError(res.status, errorMessage(await res.text()));
+      if (res.status < 200 || res.status > 299) throw httpError(res.status, errorMessage(await bodyText(res)));
       if (this.dialect === 'vllm') await this.readStream(res, req, asm, controller, alternatives);
-      else this.readWhole(await res.text(), req, asm, controller);
+      else this.readWhole(await bodyText(res), req, asm, controller);
+      complete = true;
       return asm.result(false, queueMs);
     } catch (e) {
       if (req.signal.aborted) return asm.result(true, queueMs); // the agent left or the gateway timed out
@@ -242,11 +263,14 @@ export class OpenAICompatibleUpstream implements Upstream {
       if (e instanceof GatewayError) throw e;
       if (responded)
         throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `the upstream connection broke after ${asm.tokenCount} tokens: ${causeOf(e)}`);
-      throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `upstream ${this.baseURL} unreachable: ${causeOf(e)}`);
+      const cause = causeOf(e);
+      // A reset after connecting (the server dropped the request) is not the server being unreachable.
+      const what = cause === 'ECONNRESET' ? 'closed the connection before answering' : 'unreachable';
+      throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, `upstream ${this.baseURL} ${what}: ${cause}`);
     } finally {
       clearTimeout(timer);
       req.signal.removeEventListener('abort', onAbort);
-      controller.abort(); // releases the connection if anything is left of it
+      if (!complete) controller.abort(); // releases the connection if anything is left of it
     }
   }
 
@@ -261,14 +285,14 @@ export class OpenAICompatibleUpstream implements Upstream {
 
   /** vLLM's stream: chunk by chunk until [DONE]; a stream that ends before finishing is a failure. */
   private async readStream(
-    res: Response, req: UpstreamRequest, asm: CompletionAssembler, controller: AbortController, alternatives: Alternatives,
+    res: TransportResponse, req: UpstreamRequest, asm: CompletionAssembler, controller: AbortController, alternatives: Alternatives,
   ): Promise<void> {
-    if (!res.body) throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR, 'the upstream sent no body');
     let done = false;
-    for await (const data of sseData(res.body)) {
+    const onData = (data: string) => {
+      if (done) return;
       if (data === '[DONE]') {
         done = true;
-        break;
+        return;
       }
       let chunk: Json;
       try {
@@ -285,7 +309,12 @@ export class OpenAICompatibleUpstream implements Upstream {
         if (req.prompt !== undefined) this.promptIds(choice.prompt_token_ids, req, asm, controller);
         this.readChoice(choice, choice.delta ?? {}, req, asm, alternatives);
       }
-    }
+    };
+    // After [DONE] the body is still read to its end: a connection is reused only once its response
+    // is complete, and leaving it early costs a new connection (about half of a local call's CPU).
+    // A throw in onData leaves the loop, which closes the connection (the server stops generating).
+    const sse = new SseDecoder();
+    for await (const text of res.chunks) sse.push(text, onData);
     if (!done || !asm.finished)
       throw gatewayError(GatewayErrorCode.UPSTREAM_ERROR,
         `the upstream stream ended before the completion finished (after ${asm.tokenCount} tokens${done ? ', no finish reason' : ''})`);

@@ -3,6 +3,11 @@
 // serve sessions of an earlier gateway process (a reward posted after a restart). A gateway created
 // without a pool registers the same paths answering 501 FORGE_GW_POOL_NOT_CONFIGURED.
 //
+// POST /v1/policy-versions also advances the version the gateway reports for an external upstream
+// (`served`, servedVersion.ts), with or without a pool: the trainer that pushed weights to vLLM says
+// so here, and every token after that carries the new version. A version not above the served one is
+// refused (409) before the pool is written, so the pool and the served version never disagree.
+//
 // Shapes: bodies and records are snake_case like the session routes; a trajectory is exactly one line
 // of the export (lib/pool/export.ts's TrajectoryJson: task, group, session, calls with token ids as
 // arrays, rewards), so one parser reads both.
@@ -12,6 +17,7 @@ import { callToJson, exportJsonl, type TrajectoryJson } from '../pool/export.js'
 import type { GroupRecord, GroupStatus, PolicyVersionRecord, PoolStore, RewardRecord, TaskRecord, TrajectoryQuery } from '../pool/types.js';
 import { GatewayErrorCode, gatewayError } from './errors.js';
 import { ensureTask } from './poolRecorder.js';
+import type { ServedVersion } from './servedVersion.js';
 import { adminGuard } from './sessions.js';
 
 const id = { type: 'string', minLength: 1, maxLength: 256 } as const;
@@ -105,15 +111,25 @@ export async function trajectoryJson(pool: PoolStore, sessionId: string): Promis
   return { task, group, session, calls: calls.map(callToJson), rewards };
 }
 
-/** The pool routes (`pool` given) or their 501 stand-ins. */
-export function poolRoutes(pool: PoolStore | undefined, adminToken: string) {
+/** The pool routes (`pool` given) or their 501 stand-ins; `served`: the version an external upstream serves. */
+export function poolRoutes(pool: PoolStore | undefined, adminToken: string, served?: ServedVersion) {
   return async function plugin(app: FastifyInstance): Promise<void> {
     app.addHook('onRequest', adminGuard(adminToken));
     if (pool === undefined) {
       const missing = async () => {
         throw gatewayError(GatewayErrorCode.POOL_NOT_CONFIGURED, 'this gateway has no data pool: create it with createGateway({ pool })');
       };
-      for (const path of ['/v1/tasks', '/v1/groups', '/v1/sessions/:id/reward', '/v1/policy-versions']) app.post(path, missing);
+      for (const path of ['/v1/tasks', '/v1/groups', '/v1/sessions/:id/reward']) app.post(path, missing);
+      if (served === undefined) app.post('/v1/policy-versions', missing);
+      else {
+        // Nothing to record: only the served version moves.
+        app.post('/v1/policy-versions', { schema: schemas.policyVersion }, async (request, reply) => {
+          const b = request.body as { version: number; metadata?: unknown };
+          served.advance(b.version);
+          reply.code(201);
+          return { version: b.version, metadata: b.metadata ?? null, created_at: Date.now() };
+        });
+      }
       for (const path of ['/v1/tasks/:id', '/v1/groups/:id', '/v1/sessions/:id/trajectory', '/v1/export', '/v1/policy-versions']) app.get(path, missing);
       return;
     }
@@ -180,10 +196,16 @@ export function poolRoutes(pool: PoolStore | undefined, adminToken: string) {
 
     app.post('/v1/policy-versions', { schema: schemas.policyVersion }, async (request, reply) => {
       const b = request.body as { version: number; metadata?: unknown };
+      served?.checkAdvance(b.version);
       const v = await pooled(() => pool.addPolicyVersion({ version: b.version, metadata: b.metadata ?? null }));
+      // Two pushes racing: the pool took both in order; the served version is the higher.
+      if (served !== undefined && v.version > served.current) served.advance(v.version);
       reply.code(201);
       return policyVersionView(v);
     });
-    app.get('/v1/policy-versions', async () => ({ data: (await pooled(() => pool.listPolicyVersions())).map(policyVersionView) }));
+    app.get('/v1/policy-versions', async () => ({
+      data: (await pooled(() => pool.listPolicyVersions())).map(policyVersionView),
+      ...(served !== undefined ? { served_version: served.current } : {}),
+    }));
   };
 }

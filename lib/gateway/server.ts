@@ -3,6 +3,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { DEFAULT_LIMITS, type GatewayContext, type GatewayLimits } from './callRunner.js';
 import { anthropicRoutes } from './anthropicMessages.js';
+import { contextStepRoutes } from './contextSteps.js';
 import { GatewayErrorCode, errorBody, gatewayError, protocolOf, toGatewayError } from './errors.js';
 import { GatewayMetrics, type MetricsOptions } from './metrics.js';
 import { PoolRecorder } from './poolRecorder.js';
@@ -11,6 +12,7 @@ import type { PoolStore } from '../pool/types.js';
 import { openaiRoutes } from './openaiChat.js';
 import { openaiCompletionsRoutes } from './openaiCompletions.js';
 import { MemoryRecorder, type CallRecorder } from './recorder.js';
+import type { ServedVersion } from './servedVersion.js';
 import { SessionStore, sessionRoutes, type SessionCounts } from './sessions.js';
 import type { Upstream } from './upstream.js';
 
@@ -25,6 +27,9 @@ export interface GatewayOptions {
    *  (poolRoutes.ts). The caller owns it: gateway.close() does not close it, and sessions left open
    *  stay open (abandonOpenSessions is the pool owner's call, who knows which writers are dead). */
   pool?: PoolStore;
+  /** The policy version an external upstream serves (give the same holder to its `version` option):
+   *  POST /v1/policy-versions advances it, with or without a pool. */
+  servedVersion?: ServedVersion;
   /** Prometheus metrics at GET /metrics (metrics.ts). Default on, open to loopback clients only. */
   metrics?: MetricsOptions;
   limits?: Partial<GatewayLimits>;
@@ -39,6 +44,8 @@ export interface Gateway {
   /** Undefined when created with metrics: { enabled: false }. */
   metrics?: GatewayMetrics;
   limits: Readonly<GatewayLimits>;
+  /** The holder given as options.servedVersion. */
+  servedVersion?: ServedVersion;
   /** Listens (port 0 = any free port) and returns the base URL, e.g. http://127.0.0.1:40123. */
   listen(options?: { port?: number; host?: string }): Promise<string>;
   close(): Promise<void>;
@@ -55,6 +62,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   for (const [k, v] of Object.entries(limits))
     if (!Number.isInteger(v) || v < 1) throw new RangeError(`options.limits.${k}: expected a positive integer, got ${v}`);
   if (options.pool !== undefined && typeof options.pool?.appendCall !== 'function') throw new TypeError('options.pool: expected a PoolStore');
+  if (options.servedVersion !== undefined && typeof options.servedVersion?.advance !== 'function')
+    throw new TypeError('options.servedVersion: expected a ServedVersion');
   const recorder = options.recorder ?? (options.pool ? new PoolRecorder(options.pool) : new MemoryRecorder());
   const metrics = options.metrics?.enabled === false ? undefined : new GatewayMetrics((): SessionCounts => sessions.counts());
   const recording = metrics ? metrics.wrap(recorder) : recorder;
@@ -82,7 +91,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   metrics?.install(app, { adminToken: options.adminToken, auth: options.metrics?.auth });
   app.get('/healthz', async () => ({ status: 'ok', upstream: options.upstream.name }));
   app.register(sessionRoutes(sessions, options.adminToken));
-  app.register(poolRoutes(options.pool, options.adminToken));
+  app.register(poolRoutes(options.pool, options.adminToken, options.servedVersion));
+  app.register(contextStepRoutes(ctx, sessions));
   // The same agent routes twice: key in a header, or the session in the base URL.
   for (const prefix of ['', '/sessions/:sessionId']) {
     app.register(openaiRoutes(ctx, sessions), { prefix });
@@ -96,6 +106,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     recorder,
     metrics,
     limits,
+    servedVersion: options.servedVersion,
     async listen({ port = 0, host = '127.0.0.1' } = {}) {
       await app.listen({ port, host });
       const addr = app.server.address();

@@ -2,33 +2,43 @@
 // events, in order. Only `data:` lines matter to the OpenAI protocol; an event's data lines are
 // joined with "\n" and the event ends at a blank line. A body that ends inside an event yields
 // nothing for it: a stream cut mid-way must not look like a complete last event.
+//
+// Push-style (text in, events out through a callback, synchronously) rather than an async
+// generator: a stream of many small chunks then costs no promise per event.
+// Lines end with "\n", "\r\n" or "\r". A chunk without "\r" (what servers send) is split with
+// indexOf alone; "\r" is folded into "\n" first where it occurs, a "\r\n" split across two chunks
+// included.
 
-/** The data of each event in `body`; `[DONE]` is yielded like any other data. */
-export async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buffer = '';
-  let data: string[] = [];
-  const reader = body.getReader();
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      buffer += decoder.decode(value, { stream: true });
-      let nl: number;
-      while ((nl = buffer.search(/\r\n|\r|\n/)) >= 0) {
-        if (nl === buffer.length - 1 && buffer[nl] === '\r') break; // its "\n" may be in the next chunk
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
-        if (line === '') {
-          if (data.length > 0) yield data.join('\n');
-          data = [];
-        } else if (line.startsWith('data:')) {
-          data.push(line.slice(line.startsWith('data: ') ? 6 : 5));
-        } // event:, id:, retry: and comments (":") carry nothing the OpenAI protocol uses
-      }
+export class SseDecoder {
+  private buffer = '';
+  private data: string[] = [];
+  private endedWithCR = false;
+
+  /** Feeds the next piece of the body (any chunking); calls `onData` with each event completed by it. */
+  push(text: string, onData: (data: string) => void): void {
+    if (this.endedWithCR && text.charCodeAt(0) === 10) text = text.slice(1); // the "\n" of a split "\r\n"
+    this.endedWithCR = false;
+    if (text.includes('\r')) {
+      this.endedWithCR = text.charCodeAt(text.length - 1) === 13;
+      text = text.replace(/\r\n?/g, '\n');
     }
-  } finally {
-    // Cancels the body when the consumer stops early (abort, error): the connection is released.
-    reader.cancel().catch(() => {});
+    const buffer = this.buffer === '' ? text : this.buffer + text;
+    // The unfinished last line is kept before any event is handed out (onData may throw: the reader
+    // then stops, and nothing else of this piece matters).
+    this.buffer = buffer.slice(buffer.lastIndexOf('\n') + 1);
+    let start = 0;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n', start)) >= 0) {
+      const line = buffer.slice(start, nl);
+      start = nl + 1;
+      if (line === '') {
+        if (this.data.length === 0) continue;
+        const data = this.data.length === 1 ? this.data[0] : this.data.join('\n');
+        this.data = [];
+        onData(data);
+      } else if (line.startsWith('data:')) {
+        this.data.push(line.slice(line.charCodeAt(5) === 32 ? 6 : 5));
+      } // event:, id:, retry: and comments (":") carry nothing the OpenAI protocol uses
+    }
   }
 }
