@@ -23,6 +23,7 @@ export const GATEWAY_FLAGS: FlagTable = {
   host: { type: 'string', value: '<addr>', help: 'address to listen on (default 127.0.0.1)' },
   'admin-token': { type: 'string', value: '<token>', help: 'bearer token of the session admin (default: $FORGE_ADMIN_TOKEN, else a generated one, printed)' },
   pool: { type: 'string', value: '<file.sqlite>', help: 'record into this durable data pool (default: memory only, lost on exit)' },
+  'abandon-open': { type: 'boolean', help: 'with --pool: mark the sessions that earlier (dead) gateways left open as abandoned, freeing their group slots; without it they are only counted' },
   checkpoint: { type: 'string', value: '<file>', help: 'serve the weights of this trainer checkpoint (default: a fresh nano policy)' },
   seed: { type: 'string', value: '<n>', help: 'seed of the fresh nano policy (default 0)' },
   'cache-tokens': { type: 'string', value: '<n>', help: 'KV cache of the embedded engine, in tokens (default 32768)' },
@@ -42,6 +43,8 @@ export interface GatewayServerOptions {
   host: string;
   adminToken?: string;
   poolPath?: string;
+  /** Mark sessions other (dead) writers left open in the pool as abandoned at start. */
+  abandonOpen?: boolean;
   checkpoint?: string;
   seed: number;
   cacheTokens: number;
@@ -67,6 +70,7 @@ export function gatewayOptionsFrom(values: FlagValues, env: NodeJS.ProcessEnv, d
     host: stringFlag(values, 'host') ?? '127.0.0.1',
     adminToken: stringFlag(values, 'admin-token') ?? (env.FORGE_ADMIN_TOKEN || undefined),
     poolPath: stringFlag(values, 'pool'),
+    abandonOpen: values['abandon-open'] === true,
     checkpoint: stringFlag(values, 'checkpoint'),
     seed: intFlag(values, 'seed', 0, 0, 2 ** 31 - 1),
     cacheTokens: intFlag(values, 'cache-tokens', 32768, 2, 2 ** 31 - 1),
@@ -103,6 +107,8 @@ export interface RunningGateway {
   tokenGenerated: boolean;
   /** e.g. "embedded engine (fresh nano policy, seed 0, version 0)". */
   upstreamDescription: string;
+  /** Sessions other gateways left open in the pool at start, and whether they were marked abandoned. */
+  staleOpenSessions: { count: number; abandoned: boolean };
   /** Aborts every call in flight now (their connections are closed). */
   abortInFlight(): void;
   /** Graceful: stops accepting, lets calls in flight finish for `graceMs`, aborts the rest, closes the engine and the pool. */
@@ -146,11 +152,20 @@ export async function startGatewayServer(options: GatewayServerOptions, extra: {
   const counted = countCalls(inner);
   const upstream = counted.upstream;
   let pool: SqliteStore | undefined;
+  let staleOpenSessions = { count: 0, abandoned: false };
   let gateway: Gateway;
   try {
     if (options.poolPath !== undefined) {
       const { SqliteStore } = await import('../pool/sqliteStore.js');
       pool = await SqliteStore.open(options.poolPath);
+      // Sessions an earlier gateway left open (it was killed) are never visible as completed and hold
+      // their group slots until marked abandoned; only the operator knows those writers are dead.
+      const stale = (await pool.listSessions({ status: 'open' })).filter((s) => s.owner !== pool!.owner);
+      staleOpenSessions = { count: stale.length, abandoned: false };
+      if (options.abandonOpen && stale.length > 0) {
+        await pool.abandonOpenSessions({ exceptOwner: pool.owner, reason: 'left open by a gateway that stopped (abandoned at restart)' });
+        staleOpenSessions.abandoned = true;
+      }
     }
     const gatewayOptions: GatewayOptions = { upstream, adminToken, limits: options.limits, servedVersion };
     if (pool !== undefined) gatewayOptions.pool = pool;
@@ -175,6 +190,7 @@ export async function startGatewayServer(options: GatewayServerOptions, extra: {
   const abortInFlight = () => gateway.app.server.closeAllConnections();
   let closing: Promise<void> | undefined;
   return {
+    staleOpenSessions,
     gateway, baseUrl, adminToken, tokenGenerated: options.adminToken === undefined, upstreamDescription, abortInFlight,
     close(graceMs = options.shutdownGraceMs) {
       closing ??= (async () => {
@@ -237,6 +253,10 @@ export async function gatewayCommand(argv: readonly string[], io: CliIO = proces
   const token = running.tokenGenerated ? running.adminToken : '$FORGE_ADMIN_TOKEN';
   io.out(`forge-rl gateway: ${running.baseUrl} · upstream: ${running.upstreamDescription} · pool: ${options.poolPath ?? 'memory'}`);
   if (running.tokenGenerated) io.out(`admin token (generated): ${running.adminToken}`);
+  const stale = running.staleOpenSessions;
+  if (stale.abandoned) io.err(`marked ${stale.count} session(s) left open by earlier gateways as abandoned`);
+  else if (stale.count > 0)
+    io.err(`warning: the pool holds ${stale.count} session(s) left open by other gateways; if those are gone, restart with --abandon-open to mark them abandoned and free their group slots`);
   io.out(`create a session: curl -s -X POST ${running.baseUrl}/v1/sessions -H "Authorization: Bearer ${token}" ` +
     `-H 'content-type: application/json' -d '{"task_id":"my-task"}'  (then OPENAI_BASE_URL=${running.baseUrl}/sessions/<id>/v1)`);
 

@@ -9,7 +9,7 @@ import { CliUsageError, type CliIO, type FlagTable, helpText, intFlag, parseFlag
 import { GATEWAY_FLAGS, type GatewayServerOptions, gatewayOptionsFrom, startGatewayServer } from './gateway.js';
 import type { PreflightReport, RunOutcome } from './report.js';
 
-const { pool: _pool, ...SHARED_FLAGS } = GATEWAY_FLAGS;
+const { pool: _pool, 'abandon-open': _abandonOpen, ...SHARED_FLAGS } = GATEWAY_FLAGS;
 
 export const PREFLIGHT_FLAGS: FlagTable = {
   runs: { type: 'string', value: '<n>', help: 'how many times to run the agent, one session each (default 3)' },
