@@ -47,3 +47,8 @@ export {
 // Reporting: the run's JSONL event log, SVG plots, the HTML report, the terminal summary and progress.
 export * as report from './report/index.js';
 export { RunLogWriter, renderReport, writeReport, summaryTable, createProgress, svgPlot } from './report/index.js';
+
+// The white-box agent SDK and the embedded RL loop (`npm run demo`).
+export { ForgeAgent, AgentSession, AgentSdkError, AgentErrorCode } from './agents/sdk.js';
+export { runDemo, type DemoResult, type DemoHooks } from './demo/run.js';
+export { defaultOptions as defaultDemoOptions, resolveOptions as resolveDemoOptions, type DemoOptions } from './demo/options.js';
