@@ -49,6 +49,10 @@ struct PoolState {
   }
 };
 
+// Marks KvPool objects so an argument can be checked without a constructor reference: a reference
+// would belong to one environment, and the addon may be loaded by several (worker threads).
+constexpr napi_type_tag kKvPoolTag = {0x8f3c2a61d4b7e905ULL, 0x51e0c9a7b3d2f184ULL};
+
 class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -65,6 +69,7 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
     check(env, forge_kv_pool_create(&config, capacity, &pool));
     state_->pool = pool;
     check(env, forge_kv_pool_info(pool, &state_->layout));
+    call.This().As<Napi::Object>().TypeTag(&kKvPoolTag);
   }
 
   // The GC only collects a pool no running extend holds (the worker keeps the JS object alive).
@@ -98,10 +103,8 @@ class KvPoolWrap : public Napi::ObjectWrap<KvPoolWrap> {
   std::shared_ptr<PoolState> state_ = std::make_shared<PoolState>();
 };
 
-Napi::FunctionReference* pool_constructor = nullptr;
-
 KvPoolWrap* pool_arg(Napi::Env env, Napi::Value value) {
-  if (!value.IsObject() || !pool_constructor || !value.As<Napi::Object>().InstanceOf(pool_constructor->Value()))
+  if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kKvPoolTag))
     throw_type_error(env, "pool: expected a KvPool");
   return KvPoolWrap::Unwrap(value.As<Napi::Object>());
 }
@@ -218,9 +221,7 @@ Napi::Value model_extend(const Napi::CallbackInfo& call) {
 }  // namespace
 
 void register_engine(Napi::Env env, Napi::Object exports) {
-  Napi::Function pool = KvPoolWrap::define(env);
-  pool_constructor = new Napi::FunctionReference(Napi::Persistent(pool));  // lives as long as the addon
-  exports.Set("KvPool", pool);
+  exports.Set("KvPool", KvPoolWrap::define(env));
   exports.Set("pathAttention", Napi::Function::New(env, path_attention, "pathAttention"));
   exports.Set("modelExtend", Napi::Function::New(env, model_extend, "modelExtend"));
 }
