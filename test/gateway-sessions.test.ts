@@ -188,3 +188,33 @@ describe(`gateway / session eviction and counts (seed ${run.seed})`, () => {
     expect((e as GatewayError).code).toBe('FORGE_GW_SESSION_CLOSED');
   });
 });
+
+describe('admin routes without a body', () => {
+  it('take an empty body (with or without a JSON content type) as {}, while agent routes still need one', async () => {
+    const engine = new ScriptedFakeGenerator(() => ({ role: 'assistant', content: 'ok' }));
+    const gateway = createGateway({ upstream: new EngineUpstream({ generator: engine }), adminToken: 'admin' });
+    const base = await gateway.listen({ port: 0 });
+    try {
+      const admin = { authorization: 'Bearer admin' };
+      const created = await fetch(`${base}/v1/sessions`, { method: 'POST', headers: admin });
+      expect(created.status).toBe(201);
+      const session = (await created.json()) as { id: string; key: string };
+      const closed = await fetch(`${base}/v1/sessions/${session.id}/close`, {
+        method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '',
+      });
+      expect(closed.status).toBe(200);
+      expect(((await closed.json()) as { closed: boolean }).closed).toBe(true);
+      const other = await fetch(`${base}/v1/sessions`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '' });
+      const key = ((await other.json()) as { key: string }).key;
+      const chat = await fetch(`${base}/v1/chat/completions`, {
+        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '',
+      });
+      expect(chat.status).toBe(400);
+      expect(((await chat.json()) as { error: { code: string } }).error.code).toBe('FORGE_GW_INVALID_REQUEST');
+      const bad = await fetch(`${base}/v1/sessions`, { method: 'POST', headers: { ...admin, 'content-type': 'application/json' }, body: '{"task_id": ' });
+      expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('FORGE_GW_INVALID_JSON');
+    } finally {
+      await gateway.close();
+    }
+  });
+});

@@ -77,6 +77,15 @@ export function createGateway(options: GatewayOptions): Gateway {
     // Types are checked, not coerced: "1" is not a number for a sampling parameter.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
+  // An empty body with a JSON content type (curl -X POST -H 'content-type: application/json') is no
+  // body, not malformed JSON: admin routes whose fields are all optional then take {}; routes that
+  // need a body still fail their schema. Everything else goes to fastify's own (poisoning-safe) parser.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined);
+    parseJson(request, body as string, done);
+  });
 
   app.setErrorHandler((err, request, reply) => {
     const e = toGatewayError(err);

@@ -298,6 +298,10 @@ function view(s: Session): Record<string, unknown> {
 export function sessionRoutes(store: SessionStore, adminToken: string) {
   return async function plugin(app: FastifyInstance): Promise<void> {
     app.addHook('onRequest', adminGuard(adminToken));
+    // Every field of these bodies is optional: no body means {}.
+    app.addHook('preValidation', async (request) => {
+      if (request.body === undefined || request.body === null) request.body = {};
+    });
     app.post('/v1/sessions', { schema: createSchema }, async (request, reply) => {
       const b = (request.body ?? {}) as {
         task_id?: string; group_id?: string; scaffold?: string; metadata?: Record<string, unknown>; group_size?: number;
