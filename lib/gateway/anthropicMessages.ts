@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { ChatMessage, TextPart, ToolCall } from '../model/chatTemplate.js';
 import { countChatTokens, runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
-import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
+import { GatewayErrorCode, gatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
 import type { ToolChoice } from './upstream.js';
@@ -249,9 +249,7 @@ export function anthropicRoutes(ctx: GatewayContext, store: SessionStore) {
         emit('message_stop', {});
         sse.end();
       } catch (err) {
-        if (!sse.headersSent) throw err;
-        sse.send(errorBody('anthropic', toGatewayError(err)), 'error');
-        sse.end();
+        sse.fail(err, 'anthropic');
       }
       return reply;
     });

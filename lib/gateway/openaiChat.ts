@@ -8,7 +8,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ChatMessage } from '../model/chatTemplate.js';
 import { runChat, type ChatRequest, type ChoiceOutcome, type GatewayContext } from './callRunner.js';
-import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
+import { GatewayErrorCode, gatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
 import type { ModelInfo, ToolChoice, TopLogprob } from './upstream.js';
@@ -172,12 +172,15 @@ function message(o: ChoiceOutcome): Record<string, unknown> {
 
 const finish = (o: ChoiceOutcome) => (o.finishReason === 'abort' ? 'stop' : o.finishReason);
 
-function usage(outcomes: ChoiceOutcome[]) {
+/** OpenAI's usage object of a request's choices (they share one prompt); chat adds the cached tokens. */
+export function openaiUsage(outcomes: ChoiceOutcome[], options: { cachedDetails: boolean }) {
   const prompt = outcomes[0]?.result.promptTokens ?? 0;
   const completion = outcomes.reduce((s, o) => s + o.result.completionTokens, 0);
-  const cached = outcomes[0]?.result.cachedPromptTokens ?? 0;
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion, prompt_tokens_details: { cached_tokens: cached } };
+  const counts = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  if (!options.cachedDetails) return counts;
+  return { ...counts, prompt_tokens_details: { cached_tokens: outcomes[0]?.result.cachedPromptTokens ?? 0 } };
 }
+const usage = (outcomes: ChoiceOutcome[]) => openaiUsage(outcomes, { cachedDetails: true });
 
 export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
   return async function plugin(app: FastifyInstance): Promise<void> {
@@ -285,10 +288,7 @@ export function openaiRoutes(ctx: GatewayContext, store: SessionStore) {
         sse.send('[DONE]');
         sse.end();
       } catch (err) {
-        if (!sse.headersSent) throw err;
-        // Headers are gone: the error travels as an event in OpenAI's error shape.
-        sse.send(errorBody('openai', toGatewayError(err)));
-        sse.end();
+        sse.fail(err, 'openai');
       }
       return reply;
     });

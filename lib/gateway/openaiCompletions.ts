@@ -12,9 +12,10 @@
 // text produced before the token arrived (exact for an upstream that streams token by token).
 import type { FastifyInstance } from 'fastify';
 import { runChat, type ChoiceOutcome, type GatewayContext, type PromptRequest } from './callRunner.js';
-import { GatewayErrorCode, errorBody, gatewayError, toGatewayError } from './errors.js';
+import { GatewayErrorCode, gatewayError } from './errors.js';
 import type { SessionStore } from './sessions.js';
 import { clientSignal, SseWriter } from './sse.js';
+import { openaiUsage } from './openaiChat.js';
 import type { TopLogprob } from './upstream.js';
 
 const nullable = (schema: Record<string, unknown>) => ({ anyOf: [schema, { type: 'null' }] });
@@ -139,11 +140,7 @@ class LogprobWriter {
 
 const finish = (o: ChoiceOutcome) => (o.finishReason === 'abort' || o.finishReason === 'tool_calls' ? 'stop' : o.finishReason);
 
-function usage(outcomes: ChoiceOutcome[]) {
-  const prompt = outcomes[0]?.result.promptTokens ?? 0;
-  const completion = outcomes.reduce((s, o) => s + o.result.completionTokens, 0);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
-}
+const usage = (outcomes: ChoiceOutcome[]) => openaiUsage(outcomes, { cachedDetails: false });
 
 export function openaiCompletionsRoutes(ctx: GatewayContext, store: SessionStore) {
   return async function plugin(app: FastifyInstance): Promise<void> {
@@ -194,9 +191,7 @@ export function openaiCompletionsRoutes(ctx: GatewayContext, store: SessionStore
         sse.send('[DONE]');
         sse.end();
       } catch (err) {
-        if (!sse.headersSent) throw err;
-        sse.send(errorBody('openai', toGatewayError(err)));
-        sse.end();
+        sse.fail(err, 'openai');
       }
       return reply;
     });

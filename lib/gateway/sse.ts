@@ -2,6 +2,7 @@
 // before anything was produced (bad template input, limits) are still ordinary HTTP errors in the
 // protocol's shape. Once hijacked, fastify no longer touches the reply.
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { errorBody, toGatewayError, type Protocol } from './errors.js';
 
 export class SseWriter {
   private started = false;
@@ -23,6 +24,16 @@ export class SseWriter {
   end(): void {
     this.start();
     if (!this.reply.raw.destroyed) this.reply.raw.end();
+  }
+
+  /** A streamed answer failed: before anything was sent the error is rethrown (an ordinary HTTP error);
+   *  after, it travels as the last event, in the protocol's error shape. */
+  fail(err: unknown, protocol: Protocol): void {
+    if (!this.started) throw err;
+    const body = errorBody(protocol, toGatewayError(err));
+    if (protocol === 'anthropic') this.send(body, 'error');
+    else this.send(body);
+    this.end();
   }
 
   private start(): void {
