@@ -89,7 +89,7 @@ forge_status csr_by_key(const int32_t* keys, const int32_t* secondary, int32_t s
   void* temp = scratch.at<char>(at_temp);
 
   const unsigned grid = grid_for(count);
-  prepare_keys<<<grid, kThreads, 0, stream>>>(keys, count, bucket_limit, keys_clean, iota);
+  FORGE_LAUNCH(grid, kThreads, 0, stream, prepare_keys)(keys, count, bucket_limit, keys_clean, iota);
   FORGE_CUDA_CHECK_LAUNCH("csr_by_key: prepare_keys");
   if (secondary) {
     // Stable sort by the secondary key, then a stable sort of that item order by the bucket key: items
@@ -97,11 +97,11 @@ forge_status csr_by_key(const int32_t* keys, const int32_t* secondary, int32_t s
     // first sort's sorted keys are not needed and land in `order` (same size, overwritten by the
     // second sort); keys_sorted then takes the bucket keys in secondary order, whose sorted copy
     // lands in keys_clean.
-    prepare_keys<<<grid, kThreads, 0, stream>>>(secondary, count, secondary_limit, keys_sorted, nullptr);
+    FORGE_LAUNCH(grid, kThreads, 0, stream, prepare_keys)(secondary, count, secondary_limit, keys_sorted, nullptr);
     FORGE_CUDA_CHECK_LAUNCH("csr_by_key: prepare_keys (secondary)");
     FORGE_CUDA_RETURN_IF(sort_pairs(temp, temp_bytes, keys_sorted, reinterpret_cast<uint32_t*>(order), iota, items,
                                     count, secondary_bits, stream));
-    permute_keys<<<grid, kThreads, 0, stream>>>(keys_clean, items, count, keys_sorted);
+    FORGE_LAUNCH(grid, kThreads, 0, stream, permute_keys)(keys_clean, items, count, keys_sorted);
     FORGE_CUDA_CHECK_LAUNCH("csr_by_key: permute_keys");
     FORGE_CUDA_RETURN_IF(sort_pairs(temp, temp_bytes, keys_sorted, keys_clean, items, order, count, bucket_bits, stream));
     keys_sorted = keys_clean;
@@ -109,7 +109,7 @@ forge_status csr_by_key(const int32_t* keys, const int32_t* secondary, int32_t s
     FORGE_CUDA_RETURN_IF(
         sort_pairs(temp, temp_bytes, keys_clean, keys_sorted, iota, order, count, bucket_bits, stream));
   }
-  bucket_starts<<<grid_for(static_cast<int64_t>(num_buckets) + 1), kThreads, 0, stream>>>(keys_sorted, count,
+  FORGE_LAUNCH(grid_for(static_cast<int64_t>(num_buckets) + 1), kThreads, 0, stream, bucket_starts)(keys_sorted, count,
                                                                                           num_buckets, start);
   FORGE_CUDA_CHECK_LAUNCH("csr_by_key: bucket_starts");
   return FORGE_OK;

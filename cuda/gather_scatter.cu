@@ -68,7 +68,7 @@ forge_status gather(forge_dtype dtype, const void* node_values, int64_t num_node
   FORGE_CUDA_RETURN_IF(require_device_pointer("out", out));
   return dispatch_dtype("dtype", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    gather_kernel<T><<<grid_for(num_positions * channels), kThreads, 0, as_stream(stream)>>>(
+    FORGE_LAUNCH(grid_for(num_positions * channels), kThreads, 0, as_stream(stream), gather_kernel<T>)(
         static_cast<const T*>(node_values), num_nodes, channels, node_of, num_positions, static_cast<T*>(out));
     FORGE_CUDA_CHECK_LAUNCH("forge_cuda_gather_to_samples");
     return FORGE_OK;
@@ -99,7 +99,7 @@ forge_status scatter(const float* sample_values, int64_t num_positions, int64_t 
   int32_t* order = scratch.at<int32_t>(at_order);
   int32_t* start = scratch.at<int32_t>(at_start);
   FORGE_CUDA_RETURN_IF(csr_by_key(node_of, nullptr, 0, positions, nodes, order, start, s));
-  sum_kernel<<<grid_for(num_nodes * channels), kThreads, 0, s>>>(sample_values, channels, order, start, num_nodes, out);
+  FORGE_LAUNCH(grid_for(num_nodes * channels), kThreads, 0, s, sum_kernel)(sample_values, channels, order, start, num_nodes, out);
   FORGE_CUDA_CHECK_LAUNCH("forge_cuda_scatter_from_samples");
   return FORGE_OK;
 }

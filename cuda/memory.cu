@@ -96,7 +96,7 @@ forge_status convert(int64_t n, forge_dtype src_dtype, const void* src, forge_dt
     using From = typename decltype(from)::type;
     return dispatch_dtype("dst_dtype", dst_dtype, [&](auto to) {
       using To = typename decltype(to)::type;
-      convert_kernel<From, To><<<grid_for(n), kThreads, 0, as_stream(stream)>>>(n, static_cast<const From*>(src),
+      FORGE_LAUNCH(grid_for(n), kThreads, 0, as_stream(stream), convert_kernel<From, To>)(n, static_cast<const From*>(src),
                                                                                  static_cast<To*>(dst));
       FORGE_CUDA_CHECK_LAUNCH("forge_cuda_convert");
       return FORGE_OK;

@@ -202,9 +202,9 @@ forge_status merge_pair(int64_t rows, int32_t num_heads, int32_t head_dim, const
   StreamScratch scratch(s);
   Flags* device_flags = nullptr;
   FORGE_CUDA_RETURN_IF(start_flags(scratch, device_flags, s, fn));
-  check_lse_kernel<<<grid_for(2 * units), kThreads, 0, s>>>(lse_a, units, lse_b, units, &device_flags->bad_lse);
+  FORGE_LAUNCH(grid_for(2 * units), kThreads, 0, s, check_lse_kernel)(lse_a, units, lse_b, units, &device_flags->bad_lse);
   FORGE_CUDA_CHECK_LAUNCH("forge_cuda_merge_states: check_lse");
-  merge_pair_kernel<<<grid_for_warps(units), kThreads, 0, s>>>(units, head_dim, o_a, lse_a, o_b, lse_b, o_out,
+  FORGE_LAUNCH(grid_for_warps(units), kThreads, 0, s, merge_pair_kernel)(units, head_dim, o_a, lse_a, o_b, lse_b, o_out,
                                                                  lse_out, device_flags);
   FORGE_CUDA_CHECK_LAUNCH("forge_cuda_merge_states: merge");
   Flags flags{};
@@ -258,14 +258,14 @@ forge_status merge_csr(int64_t rows, int32_t num_heads, int32_t head_dim, const 
   StreamScratch scratch(s);
   Flags* device_flags = nullptr;
   FORGE_CUDA_RETURN_IF(start_flags(scratch, device_flags, s, fn));
-  check_offsets_kernel<<<grid_for(rows + 1), kThreads, 0, s>>>(offsets, rows, num_states, &device_flags->bad_offset);
+  FORGE_LAUNCH(grid_for(rows + 1), kThreads, 0, s, check_offsets_kernel)(offsets, rows, num_states, &device_flags->bad_offset);
   FORGE_CUDA_CHECK_LAUNCH("forge_cuda_merge_states_csr: check_offsets");
   if (in_units > 0) {
-    check_lse_kernel<<<grid_for(in_units), kThreads, 0, s>>>(lse_in, in_units, nullptr, 0, &device_flags->bad_lse);
+    FORGE_LAUNCH(grid_for(in_units), kThreads, 0, s, check_lse_kernel)(lse_in, in_units, nullptr, 0, &device_flags->bad_lse);
     FORGE_CUDA_CHECK_LAUNCH("forge_cuda_merge_states_csr: check_lse");
   }
   if (out_units > 0) {
-    merge_csr_kernel<<<grid_for_warps(out_units), kThreads, 0, s>>>(rows, num_heads, head_dim, offsets, num_states,
+    FORGE_LAUNCH(grid_for_warps(out_units), kThreads, 0, s, merge_csr_kernel)(rows, num_heads, head_dim, offsets, num_states,
                                                                       o_in, lse_in, o_out, lse_out, device_flags);
     FORGE_CUDA_CHECK_LAUNCH("forge_cuda_merge_states_csr: merge");
   }

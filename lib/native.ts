@@ -1,7 +1,8 @@
 // Loads forge.node (built by `npm install` through cmake-js) and types what it exports.
 // Other modules call the addon only through this file.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
@@ -21,8 +22,18 @@ export interface NativeInfo {
   cudaReason: string;
 }
 
+/** FORGE_ADDON_PATH names another build of forge.node to load instead of the package's own: the
+ * tests use it for the CPU emulator build of the CUDA kernels (build-simt/, see cuda/simt/). */
+function loadAddon(): unknown {
+  const override = process.env.FORGE_ADDON_PATH;
+  if (!override) return require('node-gyp-build')(packageRoot);
+  const path = resolve(packageRoot, override);
+  if (!existsSync(path)) throw new Error(`FORGE_ADDON_PATH: no addon at ${path}`);
+  return require(path);
+}
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const addon: any = require('node-gyp-build')(packageRoot);
+export const addon: any = loadAddon();
 
 /** Facts about the loaded native library. */
 export function nativeInfo(): NativeInfo {

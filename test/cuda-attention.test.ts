@@ -144,13 +144,20 @@ describe('tree attention on the GPU: argument checks', () => {
 // ---- on a GPU ---------------------------------------------------------------------------------------
 
 type FloatDtype = 'bf16' | 'f16' | 'f32';
-const BOUND: Record<FloatDtype, { l2: number; element: number }> = {
-  f32: { l2: 1e-4, element: 1e-3 },
-  bf16: { l2: 1e-2, element: 6e-2 },
-  f16: { l2: 1e-2, element: 6e-2 },
+// l2: relative L2 error; element: per element, relative to the larger of the reference's RMS and its
+// row's (one token and head: a row that sums many more terms, like the root key's gradient in a star
+// of 257 x 4 heads, carries proportionally larger 16-bit rounding of P and dS), plus `rounding` of
+// the element itself: the spacing of the output format near it.
+const BOUND: Record<FloatDtype, { l2: number; element: number; rounding: number }> = {
+  f32: { l2: 1e-4, element: 1e-3, rounding: 2 ** -23 },
+  bf16: { l2: 1e-2, element: 6e-2, rounding: 2 ** -7 },
+  f16: { l2: 1e-2, element: 6e-2, rounding: 2 ** -10 },
 };
+// Inputs are N(0, 1): a gradient that is zero in exact arithmetic (a node that sees only itself has
+// dQ = 0) comes out at rounding level, so the RMS is floored at this scale.
+const RMS_FLOOR = 1e-2;
 
-function compare(label: string, got: Float32Array, ref: ArrayLike<number>, dtype: FloatDtype): void {
+function compare(label: string, got: Float32Array, ref: ArrayLike<number>, dtype: FloatDtype, row = 1): void {
   expect(got.length, run.why(`${label}: length`)).toBe(ref.length);
   let diff = 0, norm = 0;
   for (let i = 0; i < ref.length; i++) {
@@ -158,11 +165,17 @@ function compare(label: string, got: Float32Array, ref: ArrayLike<number>, dtype
     diff += (got[i] - ref[i]) ** 2;
     norm += ref[i] ** 2;
   }
-  const rms = Math.sqrt(norm / ref.length), rel = Math.sqrt(diff / norm);
-  if (!(rel <= BOUND[dtype].l2)) run.fail(`${label} (${dtype}): relative L2 error ${rel} > ${BOUND[dtype].l2}`);
-  for (let i = 0; i < ref.length; i++)
-    if (!(Math.abs(got[i] - ref[i]) <= BOUND[dtype].element * rms))
-      run.fail(`${label}[${i}] (${dtype}): got ${got[i]}, expected ${ref[i]} (bound ${BOUND[dtype].element} x RMS ${rms})`);
+  const rms = Math.max(Math.sqrt(norm / ref.length), RMS_FLOOR), rel = Math.sqrt(diff / ref.length) / rms;
+  const b = BOUND[dtype];
+  if (!(rel <= b.l2)) run.fail(`${label} (${dtype}): relative L2 error ${rel} > ${b.l2}`);
+  for (let r = 0; r < ref.length; r += row) {
+    let rowNorm = 0;
+    for (let i = r; i < r + row; i++) rowNorm += ref[i] ** 2;
+    const scale = Math.max(rms, Math.sqrt(rowNorm / row));
+    for (let i = r; i < r + row; i++)
+      if (!(Math.abs(got[i] - ref[i]) <= b.element * scale + b.rounding * Math.abs(ref[i])))
+        run.fail(`${label}[${i}] (${dtype}): got ${got[i]}, expected ${ref[i]} (bound ${b.element} x RMS ${scale} + ${b.rounding} x |expected|)`);
+  }
 }
 
 /** Uploads float32 values as `dtype` and returns the tensor with the values it holds (rounded). */
@@ -217,15 +230,15 @@ describe(title, () => {
           const out = treeAttentionDevice(q.t, k.t, v.t, ends, options);
           keep(out.o), keep(out.lse);
           const expected = referenceAttention(q.held, k.held, v.held, tree.parent, ref);
-          compare(`${c.name}: o`, out.o.downloadFloat32(), expected.o, dtype);
+          compare(`${c.name}: o`, out.o.downloadFloat32(), expected.o, dtype, c.d);
           compare(`${c.name}: lse`, out.lse.downloadFloat32(), expected.lse, 'f32'); // float32 math on the held values
 
           const g = treeAttentionBackwardDevice(q.t, k.t, v.t, ends, out, dO.t, options);
           keep(g.dq), keep(g.dk), keep(g.dv);
           const grads = referenceGrads(q.held, k.held, v.held, tree.parent, dO.held, ref);
-          compare(`${c.name}: dq`, g.dq.downloadFloat32(), grads.dq, dtype);
-          compare(`${c.name}: dk`, g.dk.downloadFloat32(), grads.dk, dtype);
-          compare(`${c.name}: dv`, g.dv.downloadFloat32(), grads.dv, dtype);
+          compare(`${c.name}: dq`, g.dq.downloadFloat32(), grads.dq, dtype, c.d);
+          compare(`${c.name}: dk`, g.dk.downloadFloat32(), grads.dk, dtype, c.d);
+          compare(`${c.name}: dv`, g.dv.downloadFloat32(), grads.dv, dtype, c.d);
         } finally {
           for (const t of owned) t.free();
         }

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../common/launch.cuh"
 #include "mma.cuh"
 #include "params.cuh"
 #include "tree_tiles.cuh"
@@ -41,7 +42,7 @@ __global__ void __launch_bounds__(BackwardTiles<D>::kThreads)
     tree_attention_backward_mma(const BackwardParams p) {
   using Tiles = BackwardTiles<D>;
   constexpr int S = Tiles::kStride, DS = Tiles::kDsStride, QS = Tiles::kQueryStep;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FORGE_DYNAMIC_SHARED(smem);
   T* sk = reinterpret_cast<T*>(smem);
   T* sv = sk + Tiles::kKvTile;
   T* sq = sv + Tiles::kKvTile;      // [2][QS][S]

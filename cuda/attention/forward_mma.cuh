@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../common/launch.cuh"
 #include "mma.cuh"
 #include "params.cuh"
 #include "tree_tiles.cuh"
@@ -35,7 +36,7 @@ __global__ void __launch_bounds__(ForwardTiles<D>::kThreads)
     tree_attention_forward_mma(const ForwardParams p) {
   using Tiles = ForwardTiles<D>;
   constexpr int S = Tiles::kStride;
-  extern __shared__ __align__(16) unsigned char smem[];
+  FORGE_DYNAMIC_SHARED(smem);
   T* sq = reinterpret_cast<T*>(smem);
   T* sk = sq + Tiles::kTile;      // [2][64][S]
   T* sv = sk + 2 * Tiles::kTile;  // [2][64][S]

@@ -28,11 +28,15 @@ template <> struct MmaType<__half> {
     return *reinterpret_cast<uint32_t*>(&v);
   }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef FORGE_SIMT
+    ::forge::simt::mma_m16n8k16(c, a, b0, b1, /*bf16=*/false);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
 };
 template <> struct MmaType<__nv_bfloat16> {
@@ -41,14 +45,33 @@ template <> struct MmaType<__nv_bfloat16> {
     return *reinterpret_cast<uint32_t*>(&v);
   }
   static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef FORGE_SIMT
+    ::forge::simt::mma_m16n8k16(c, a, b0, b1, /*bf16=*/true);
+#else
     asm volatile(
         "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
         "{%0,%1,%2,%3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
   }
 };
 
+#ifdef FORGE_SIMT
+// The CPU emulator (cuda/simt/) carries out the same operations with the same fragment layouts.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+  ::forge::simt::cp_async_16(dst, src, valid);
+}
+__device__ __forceinline__ void cp_async_commit() { ::forge::simt::cp_async_commit(); }
+template <int Pending>
+__device__ __forceinline__ void cp_async_wait() {
+  ::forge::simt::cp_async_wait(Pending);
+}
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) { ::forge::simt::ldmatrix_x4(r, p, false); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  ::forge::simt::ldmatrix_x4(r, p, true);
+}
+#else
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }
@@ -78,6 +101,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                : "r"(smem_addr(p))
                : "memory");
 }
+#endif  // FORGE_SIMT
 
 // Shared-memory tiles are row-major with `Stride` elements per row (the row length + 8: rows then
 // start 16 bytes apart modulo 128, so the 8 row reads of one ldmatrix hit distinct banks).

@@ -89,5 +89,5 @@ inline forge_status optional_device_pointer(const char* name, const void* ptr) {
 // Early return of a CUDA runtime call's error as FORGE_ERR_DEVICE naming `what`.
 #define FORGE_CUDA_TRY(call, what) FORGE_CUDA_RETURN_IF(::forge::cuda::check((call), (what)))
 
-// Early return of a launch error, right after kernel<<<...>>>(...).
+// Early return of a launch error, right after FORGE_LAUNCH(..., kernel)(...).
 #define FORGE_CUDA_CHECK_LAUNCH(what) FORGE_CUDA_RETURN_IF(::forge::cuda::check_launch(what))
