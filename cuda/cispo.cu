@@ -20,6 +20,7 @@
 #include "common/dtype.cuh"
 #include "common/launch.cuh"
 #include "common/scratch.cuh"
+#include "loss/policy_options.hpp"  // native/src
 
 namespace forge {
 namespace cuda {
@@ -29,11 +30,7 @@ namespace {
 constexpr const char* kFn = "forge_cuda_cispo_loss";
 constexpr unsigned long long kNone = ~0ull;
 
-std::string num(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
+using loss::num;
 
 // What the host reads back: the totals and the first non-finite row.
 struct Readback {
@@ -56,7 +53,7 @@ struct Args {
 };
 
 // The host-side checks of the CPU kernel (policy_terms.hpp validate_policy_args), minus the term
-// values, which live in device memory (trusted, see forge.h).
+// values, which live in device memory (trusted, see forge.h); the options' checks are the same code.
 forge_status validate(const Args& a, PolicyParams& p) {
   if (a.dtype != FORGE_DTYPE_F32 && a.dtype != FORGE_DTYPE_BF16) {
     FORGE_CUDA_RETURN_IF(check_dtype("dtype", a.dtype));
@@ -76,30 +73,7 @@ forge_status validate(const Args& a, PolicyParams& p) {
   if (a.num_terms < 0 || a.num_terms >= INT32_MAX)
     return fail(FORGE_ERR_INVALID_ARGUMENT,
                 "num_terms: expected an integer in [0, 2147483646], got " + std::to_string(a.num_terms));
-  if (!a.options) return fail(FORGE_ERR_INVALID_ARGUMENT, "options: null pointer");
-  const forge_cispo_options& o = *a.options;
-  if (o.mode != FORGE_PG_CISPO && o.mode != FORGE_PG_PPO_CLIP && o.mode != FORGE_PG_CROSS_ENTROPY)
-    return fail(FORGE_ERR_INVALID_ARGUMENT,
-                "options.mode: expected FORGE_PG_CISPO (0), FORGE_PG_PPO_CLIP (1) or FORGE_PG_CROSS_ENTROPY (2), got " +
-                    std::to_string(static_cast<int>(o.mode)));
-  if (std::isnan(o.eps_low)) return fail(FORGE_ERR_NON_FINITE, "options.eps_low: expected a number >= 0, got nan");
-  if (o.eps_low < 0) return fail(FORGE_ERR_OUT_OF_RANGE, "options.eps_low: expected a number >= 0, got " + num(o.eps_low));
-  if (std::isnan(o.eps_high)) return fail(FORGE_ERR_NON_FINITE, "options.eps_high: expected a number >= 0, got nan");
-  if (o.eps_high < 0)
-    return fail(FORGE_ERR_OUT_OF_RANGE, "options.eps_high: expected a number >= 0, got " + num(o.eps_high));
-  if (!std::isfinite(o.normalizer))
-    return fail(FORGE_ERR_NON_FINITE, "options.normalizer: expected a finite number, got " + num(o.normalizer));
-
-  p.mode = o.mode;
-  p.lo = 1.0 - static_cast<double>(o.eps_low);
-  p.hi = 1.0 + static_cast<double>(o.eps_high);
-  if (o.mode == FORGE_PG_CROSS_ENTROPY) {  // nothing is clipped: the clip fractions stay 0
-    p.lo = -std::numeric_limits<double>::infinity();
-    p.hi = std::numeric_limits<double>::infinity();
-  }
-  const double z = o.normalizer > 0 ? o.normalizer : static_cast<double>(a.num_terms);
-  p.inv_z = z > 0 ? 1.0 / z : 0.0;
-  return FORGE_OK;
+  return loss::resolve_policy_options(a.options, a.num_terms, p);
 }
 
 forge_status check_pointers(const Args& a) {
@@ -164,20 +138,6 @@ forge_status non_finite_error(const T* logits, int64_t row, int64_t vocab_size, 
   return fail(FORGE_ERR_NON_FINITE, "logits[row " + std::to_string(row) + "]: held a non-finite value");
 }
 
-void fill_stats(const Totals& t, const PolicyParams& p, forge_cispo_stats* stats) {
-  auto frac = [](double a, unsigned long long b) { return b > 0 ? a / static_cast<double>(b) : 0.0; };
-  stats->loss = t.loss * p.inv_z;
-  stats->mean_ratio = frac(t.ratio, t.terms);
-  stats->clip_frac_high = frac(static_cast<double>(t.clip_high), t.terms);
-  stats->clip_frac_low = frac(static_cast<double>(t.clip_low), t.terms);
-  stats->clip_frac_pos_adv = frac(static_cast<double>(t.pos_clipped), t.pos);
-  stats->clip_frac_neg_adv = frac(static_cast<double>(t.neg_clipped), t.neg);
-  stats->mean_entropy = frac(t.entropy, t.rows);
-  stats->mean_logprob = frac(t.logprob, t.terms);
-  stats->num_terms = static_cast<int64_t>(t.terms);
-  stats->num_rows = static_cast<int64_t>(t.rows);
-}
-
 template <class T>
 forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats, cudaStream_t s) {
   const auto rows = static_cast<int32_t>(a.num_rows), terms = static_cast<int32_t>(a.num_terms);
@@ -194,7 +154,7 @@ forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats,
   FORGE_CUDA_TRY(cudaMemsetAsync(&readback->bad_row, 0xFF, sizeof readback->bad_row, s), kFn);
   if (a.logprobs_out && terms > 0) {
     // Terms the kernel skips (node or target out of range) read NaN rather than stale memory.
-    fill_nan_kernel<<<grid_for(terms), kThreads, 0, s>>>(a.logprobs_out, terms);
+    FORGE_LAUNCH(grid_for(terms), kThreads, 0, s, fill_nan_kernel)(a.logprobs_out, terms);
     FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: fill_nan");
   }
   RowKernelArgs<T> k{};
@@ -215,18 +175,18 @@ forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats,
   k.bad_row = &readback->bad_row;
   FORGE_CUDA_RETURN_IF(csr_by_key(a.term_node, a.term_target, static_cast<int32_t>(a.vocab_size), terms, rows,
                                   scratch.at<int32_t>(at_order), scratch.at<int32_t>(at_start), s));
-  cispo_rows_kernel<T><<<blocks, kRowThreads, 0, s>>>(k);
+  FORGE_LAUNCH(blocks, kRowThreads, 0, s, cispo_rows_kernel<T>)(k);
   FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: rows");
   if (!stats) return FORGE_OK;
 
-  cispo_totals_kernel<<<1, 32, 0, s>>>(k.partials, blocks, &readback->totals);
+  FORGE_LAUNCH(1, 32, 0, s, cispo_totals_kernel)(k.partials, blocks, &readback->totals);
   FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: totals");
   Readback host{};
   FORGE_CUDA_TRY(cudaMemcpyAsync(&host, readback, sizeof host, cudaMemcpyDeviceToHost, s), kFn);
   FORGE_CUDA_TRY(cudaStreamSynchronize(s), kFn);
   if (host.bad_row != kNone)
     return non_finite_error(static_cast<const T*>(a.logits), static_cast<int64_t>(host.bad_row), a.vocab_size, s);
-  fill_stats(host.totals, p, stats);
+  loss::write_stats(host.totals, p.inv_z, stats);
   return FORGE_OK;
 }
 
@@ -236,7 +196,7 @@ forge_status cispo_loss(const Args& a, forge_cispo_stats* stats, void* stream) {
   FORGE_CUDA_RETURN_IF(require_device(kFn));
   FORGE_CUDA_RETURN_IF(check_pointers(a));
   if (a.num_rows == 0) {  // no row, so no term can be valid
-    if (stats) fill_stats(Totals{}, p, stats);
+    if (stats) loss::write_stats(Totals{}, p.inv_z, stats);
     return FORGE_OK;
   }
   const cudaStream_t s = as_stream(stream);

@@ -16,6 +16,7 @@
 #include "attention/warp_f32.cuh"
 #include "common/check.cuh"
 #include "common/dtype.cuh"
+#include "common/launch.cuh"
 
 namespace forge::cuda::attention {
 namespace {
@@ -23,11 +24,11 @@ namespace {
 template <class T, int D>
 forge_status launch_backward(const HostShape& s, BackwardParams p, void* dq, cudaStream_t stream) {
   if constexpr (std::is_same_v<T, float>) {
-    tree_attention_dq_f32<D><<<grid_for(int64_t{s.n} * s.hq, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock, 0, stream>>>(
+    FORGE_LAUNCH(grid_for(int64_t{s.n} * s.hq, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock, 0, stream, tree_attention_dq_f32<D>)(
         p, static_cast<float*>(dq));
     FORGE_CUDA_CHECK_LAUNCH("tree_attention_dq_f32");
-    tree_attention_dkdv_f32<D><<<grid_for(int64_t{s.n} * s.hkv, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock, 0,
-                                 stream>>>(p);
+    FORGE_LAUNCH(grid_for(int64_t{s.n} * s.hkv, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock, 0,
+                                 stream, tree_attention_dkdv_f32<D>)(p);
     FORGE_CUDA_CHECK_LAUNCH("tree_attention_dkdv_f32");
   } else {
     using Tiles = BackwardTiles<D>;
@@ -38,10 +39,10 @@ forge_status launch_backward(const HostShape& s, BackwardParams p, void* dq, cud
     p.dq_acc = dq_acc.as<float>();
     auto kernel = tree_attention_backward_mma<T, D>;
     FORGE_CUDA_RETURN_IF(allow_shared_memory(kernel, Tiles::kSmemBytes, "tree_attention_backward_mma"));
-    kernel<<<dim3(s.key_tiles(), grid_heads(s.hkv)), Tiles::kThreads, Tiles::kSmemBytes, stream>>>(p);
+    FORGE_LAUNCH(dim3(s.key_tiles(), grid_heads(s.hkv)), Tiles::kThreads, Tiles::kSmemBytes, stream, kernel)(p);
     FORGE_CUDA_CHECK_LAUNCH("tree_attention_backward_mma");
     constexpr int kThreads = 256;
-    scale_convert_kernel<T><<<grid_for(s.q_elems(), kThreads * 4), kThreads, 0, stream>>>(
+    FORGE_LAUNCH(grid_for(s.q_elems(), kThreads * 4), kThreads, 0, stream, scale_convert_kernel<T>)(
         dq_acc.as<float>(), s.q_elems(), s.scale, static_cast<T*>(dq));
     FORGE_CUDA_CHECK_LAUNCH("scale_convert_kernel");
   }
@@ -52,38 +53,25 @@ forge_status backward(const forge_attention_shape* shape, forge_dtype dtype, con
                       const void* v, const int32_t* subtree_end, const void* o, const float* lse, const void* d_o,
                       void* dq, void* dk, void* dv, void* stream_ptr) {
   HostShape s;
-  FORGE_CUDA_RETURN_IF(check_shape(shape, dtype, s));
-  FORGE_CUDA_RETURN_IF(check_pointers("forge_cuda_tree_attention_backward",
-                                      {{"q", q, 16}, {"k", k, 16}, {"v", v, 16}, {"subtree_end", subtree_end, 4}, {"o", o, 16},
-                                       {"lse", lse, 4}, {"d_o", d_o, 16}, {"dq", dq, 16}, {"dk", dk, 16},
-                                       {"dv", dv, 16}}));
+  FORGE_CUDA_RETURN_IF(check_call("forge_cuda_tree_attention_backward", shape, dtype,
+                                  {{"q", q, 16}, {"k", k, 16}, {"v", v, 16}, {"subtree_end", subtree_end, 4},
+                                   {"o", o, 16}, {"lse", lse, 4}, {"d_o", d_o, 16}, {"dq", dq, 16}, {"dk", dk, 16},
+                                   {"dv", dv, 16}},
+                                  s));
   const cudaStream_t stream = as_stream(stream_ptr);
   StreamBuffer bounds(stream), delta(stream);
-  FORGE_CUDA_RETURN_IF(tile_bounds(s, subtree_end, stream, bounds));
+  BackwardParams p{};
+  FORGE_CUDA_RETURN_IF(set_up(s, q, k, v, subtree_end, lse, stream, bounds, p));
   const int64_t rows = int64_t{s.n} * s.hq;
   FORGE_CUDA_RETURN_IF(delta.allocate(sizeof(float) * static_cast<size_t>(rows), "Delta"));
-
-  BackwardParams p{};
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.d_o = d_o;
-  p.lse = lse;
   p.delta = delta.as<float>();
-  p.subtree_end = subtree_end;
-  p.bounds = bounds.as<TileBounds>();
+  p.d_o = d_o;
   p.dk = dk;
   p.dv = dv;
-  p.n = s.n;
-  p.hq = s.hq;
-  p.hkv = s.hkv;
-  p.group = s.group;
-  p.scale = s.scale;
-  p.scale_log2 = static_cast<float>(s.scale * 1.4426950408889634);
   return dispatch_dtype("dtype", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     constexpr int kThreads = 256;
-    attention_delta_kernel<T><<<grid_for(rows, kThreads / 32), kThreads, 0, stream>>>(
+    FORGE_LAUNCH(grid_for(rows, kThreads / 32), kThreads, 0, stream, attention_delta_kernel<T>)(
         static_cast<const T*>(o), static_cast<const T*>(d_o), rows, s.dim, delta.as<float>());
     FORGE_CUDA_CHECK_LAUNCH("attention_delta_kernel");
     return s.dim == 64 ? launch_backward<T, 64>(s, p, dq, stream) : launch_backward<T, 128>(s, p, dq, stream);

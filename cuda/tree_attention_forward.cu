@@ -13,6 +13,7 @@
 #include "attention/warp_f32.cuh"
 #include "common/check.cuh"
 #include "common/dtype.cuh"
+#include "common/launch.cuh"
 
 namespace forge::cuda::attention {
 namespace {
@@ -20,15 +21,15 @@ namespace {
 template <class T, int D>
 forge_status launch_forward(const HostShape& s, const ForwardParams& p, cudaStream_t stream) {
   if constexpr (std::is_same_v<T, float>) {
-    tree_attention_forward_f32<D><<<grid_for(int64_t{s.n} * s.hq, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock, 0,
-                                    stream>>>(p);
+    FORGE_LAUNCH(grid_for(int64_t{s.n} * s.hq, kWarpRowsPerBlock), 32 * kWarpRowsPerBlock, 0,
+                                    stream, tree_attention_forward_f32<D>)(p);
     FORGE_CUDA_CHECK_LAUNCH("tree_attention_forward_f32");
   } else {
     using Tiles = ForwardTiles<D>;
     auto kernel = tree_attention_forward_mma<T, D>;
     FORGE_CUDA_RETURN_IF(allow_shared_memory(kernel, Tiles::kSmemBytes, "tree_attention_forward_mma"));
     const dim3 grid((s.n + Tiles::kQueryTile - 1) / Tiles::kQueryTile, grid_heads(s.hq));
-    kernel<<<grid, Tiles::kThreads, Tiles::kSmemBytes, stream>>>(p);
+    FORGE_LAUNCH(grid, Tiles::kThreads, Tiles::kSmemBytes, stream, kernel)(p);
     FORGE_CUDA_CHECK_LAUNCH("tree_attention_forward_mma");
   }
   return FORGE_OK;
@@ -37,28 +38,15 @@ forge_status launch_forward(const HostShape& s, const ForwardParams& p, cudaStre
 forge_status forward(const forge_attention_shape* shape, forge_dtype dtype, const void* q, const void* k,
                      const void* v, const int32_t* subtree_end, void* o, float* lse, void* stream_ptr) {
   HostShape s;
-  FORGE_CUDA_RETURN_IF(check_shape(shape, dtype, s));
-  FORGE_CUDA_RETURN_IF(check_pointers("forge_cuda_tree_attention_forward",
-                                      {{"q", q, 16}, {"k", k, 16}, {"v", v, 16}, {"subtree_end", subtree_end, 4}, {"o", o, 16},
-                                       {"lse", lse, 4}}));
+  FORGE_CUDA_RETURN_IF(check_call("forge_cuda_tree_attention_forward", shape, dtype,
+                                  {{"q", q, 16}, {"k", k, 16}, {"v", v, 16}, {"subtree_end", subtree_end, 4},
+                                   {"o", o, 16}, {"lse", lse, 4}},
+                                  s));
   const cudaStream_t stream = as_stream(stream_ptr);
   StreamBuffer bounds(stream);
-  FORGE_CUDA_RETURN_IF(tile_bounds(s, subtree_end, stream, bounds));
-
   ForwardParams p{};
-  p.q = q;
-  p.k = k;
-  p.v = v;
-  p.subtree_end = subtree_end;
-  p.bounds = bounds.as<TileBounds>();
+  FORGE_CUDA_RETURN_IF(set_up(s, q, k, v, subtree_end, lse, stream, bounds, p));
   p.o = o;
-  p.lse = lse;
-  p.n = s.n;
-  p.hq = s.hq;
-  p.hkv = s.hkv;
-  p.group = s.group;
-  p.scale = s.scale;
-  p.scale_log2 = static_cast<float>(s.scale * 1.4426950408889634);
   return dispatch_dtype("dtype", dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     return s.dim == 64 ? launch_forward<T, 64>(s, p, stream) : launch_forward<T, 128>(s, p, stream);

@@ -1,5 +1,6 @@
 // Host side of the tree-attention entry points: argument checks (shape, dtype, pointers), stream-
-// ordered temporaries, the key-tile bounds pre-pass and launch helpers.
+// ordered temporaries, the key-tile bounds pre-pass, the parameters both directions share and launch
+// helpers. Each entry point reads: check_call, set_up, dispatch.
 //
 // Order of the checks: everything that needs no GPU first (shape, dtype, NULL), so a bad call says
 // what is wrong on any machine; then the device, then each pointer's kind and alignment.
@@ -16,6 +17,8 @@
 
 #include "../common/check.cuh"
 #include "../common/dtype.cuh"
+#include "../common/launch.cuh"
+#include "params.cuh"
 #include "tree_tiles.cuh"
 
 namespace forge::cuda::attention {
@@ -125,9 +128,39 @@ inline forge_status tile_bounds(const HostShape& s, const int32_t* subtree_end, 
                                 StreamBuffer& buffer) {
   FORGE_CUDA_RETURN_IF(buffer.allocate(sizeof(TileBounds) * static_cast<size_t>(s.key_tiles()), "tile bounds"));
   constexpr int kThreads = 256;
-  tile_bounds_kernel<kKeyTile><<<grid_for(s.key_tiles(), kThreads / 32), kThreads, 0, stream>>>(subtree_end, s.n, s.key_tiles(),
+  FORGE_LAUNCH(grid_for(s.key_tiles(), kThreads / 32), kThreads, 0, stream, tile_bounds_kernel<kKeyTile>)(subtree_end, s.n, s.key_tiles(),
                                                                                          buffer.as<TileBounds>());
   FORGE_CUDA_CHECK_LAUNCH("tile_bounds_kernel");
+  return FORGE_OK;
+}
+
+// The checks both entry points share: the shape and dtype, then the pointers (`fn` names the call in
+// the "no usable GPU" error).
+inline forge_status check_call(const char* fn, const forge_attention_shape* shape, forge_dtype dtype,
+                               std::initializer_list<NamedPointer> pointers, HostShape& s) {
+  FORGE_CUDA_RETURN_IF(check_shape(shape, dtype, s));
+  return check_pointers(fn, pointers);
+}
+
+// The set-up both entry points share: the key-tile bounds on the stream (held by `bounds` until the
+// call's kernels are done) and the fields every kernel reads. Params is ForwardParams or
+// BackwardParams (lse is the forward's output and the backward's input).
+template <class Params, class Lse>
+forge_status set_up(const HostShape& s, const void* q, const void* k, const void* v, const int32_t* subtree_end,
+                    Lse* lse, cudaStream_t stream, StreamBuffer& bounds, Params& p) {
+  FORGE_CUDA_RETURN_IF(tile_bounds(s, subtree_end, stream, bounds));
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.subtree_end = subtree_end;
+  p.bounds = bounds.as<TileBounds>();
+  p.lse = lse;
+  p.n = s.n;
+  p.hq = s.hq;
+  p.hkv = s.hkv;
+  p.group = s.group;
+  p.scale = s.scale;
+  p.scale_log2 = static_cast<float>(s.scale * 1.4426950408889634);  // log2(e)
   return FORGE_OK;
 }
 

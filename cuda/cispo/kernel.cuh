@@ -56,9 +56,7 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
   const PolicyParams& p = a.params;
   const int64_t V = a.vocab_size;
   // This thread's share of the statistics (counts in 32 bits: fewer than 2^31 terms; fewer registers).
-  double my_loss = 0, my_ratio = 0, my_logprob = 0, my_entropy = 0;
-  unsigned my_terms = 0, my_rows = 0, my_high = 0, my_low = 0, my_pos = 0, my_pos_clipped = 0, my_neg = 0,
-           my_neg_clipped = 0;
+  PolicySums<unsigned> my;
 
   for (int64_t row = blockIdx.x; row < a.num_rows; row += gridDim.x) {
     const T* z = a.logits + row * V;
@@ -103,21 +101,8 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
       if (!valid_target(y, V)) continue;  // trusted input; skipped rather than read out of bounds
       const double logp = static_cast<double>(to_float(z[y])) - lse;
       const double adv = a.advantage[j];
-      const TermValue v = term_value(p, logp, a.old_logprob[j], adv);
-      my_loss += v.loss;
-      my_ratio += v.ratio;
-      my_logprob += logp;
-      ++my_terms;
-      const bool high = v.ratio > p.hi, low = v.ratio < p.lo;
-      my_high += high;
-      my_low += low;
-      if (adv > 0) {
-        ++my_pos;
-        my_pos_clipped += high;
-      } else if (adv < 0) {
-        ++my_neg;
-        my_neg_clipped += low;
-      }
+      const TermValue v = policy_term(p, logp, a.old_logprob[j], adv);
+      my.add_term(p, v, logp, adv);
       coef += v.coef;
       ++valid;
       if (a.logprobs_out) a.logprobs_out[j] = static_cast<float>(logp);
@@ -125,8 +110,8 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
     const double total_coef = block_sum(coef, sh.sum_d);
     const unsigned long long row_terms = block_sum(valid, sh.sum_u);
     if (threadIdx.x == 0 && row_terms > 0) {
-      ++my_rows;
-      my_entropy += s.entropy();
+      ++my.rows;
+      my.entropy += s.entropy();
     }
     if (!dl) continue;
 
@@ -138,7 +123,7 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
       double same = 0.0;
       for (int32_t k = i; k < end && a.target[a.order[k]] == y; ++k) {
         const int32_t j = a.order[k];
-        same += term_value(p, logp, a.old_logprob[j], a.advantage[j]).coef;
+        same += policy_term(p, logp, a.old_logprob[j], a.advantage[j]).coef;
       }
       a.fix[i] = static_cast<float>(((total_coef - same) * exp(logp) + same * expm1(logp)) * p.inv_z);
     }
@@ -168,18 +153,18 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
   // This block's statistics, reduced in a fixed order.
   using u64 = unsigned long long;
   Totals t;
-  t.loss = block_sum(my_loss, sh.sum_d);
-  t.ratio = block_sum(my_ratio, sh.sum_d);
-  t.logprob = block_sum(my_logprob, sh.sum_d);
-  t.entropy = block_sum(my_entropy, sh.sum_d);
-  t.terms = block_sum(static_cast<u64>(my_terms), sh.sum_u);
-  t.rows = block_sum(static_cast<u64>(my_rows), sh.sum_u);
-  t.clip_high = block_sum(static_cast<u64>(my_high), sh.sum_u);
-  t.clip_low = block_sum(static_cast<u64>(my_low), sh.sum_u);
-  t.pos = block_sum(static_cast<u64>(my_pos), sh.sum_u);
-  t.pos_clipped = block_sum(static_cast<u64>(my_pos_clipped), sh.sum_u);
-  t.neg = block_sum(static_cast<u64>(my_neg), sh.sum_u);
-  t.neg_clipped = block_sum(static_cast<u64>(my_neg_clipped), sh.sum_u);
+  t.loss = block_sum(my.loss, sh.sum_d);
+  t.ratio = block_sum(my.ratio, sh.sum_d);
+  t.logprob = block_sum(my.logprob, sh.sum_d);
+  t.entropy = block_sum(my.entropy, sh.sum_d);
+  t.terms = block_sum(static_cast<u64>(my.terms), sh.sum_u);
+  t.rows = block_sum(static_cast<u64>(my.rows), sh.sum_u);
+  t.clip_high = block_sum(static_cast<u64>(my.clip_high), sh.sum_u);
+  t.clip_low = block_sum(static_cast<u64>(my.clip_low), sh.sum_u);
+  t.pos = block_sum(static_cast<u64>(my.pos), sh.sum_u);
+  t.pos_clipped = block_sum(static_cast<u64>(my.pos_clipped), sh.sum_u);
+  t.neg = block_sum(static_cast<u64>(my.neg), sh.sum_u);
+  t.neg_clipped = block_sum(static_cast<u64>(my.neg_clipped), sh.sum_u);
   if (threadIdx.x == 0) a.partials[blockIdx.x] = t;
 }
 
@@ -187,21 +172,7 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
 __global__ void cispo_totals_kernel(const Totals* partials, int blocks, Totals* out) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
   Totals t{};
-  for (int b = 0; b < blocks; ++b) {
-    const Totals& q = partials[b];
-    t.loss += q.loss;
-    t.ratio += q.ratio;
-    t.logprob += q.logprob;
-    t.entropy += q.entropy;
-    t.terms += q.terms;
-    t.rows += q.rows;
-    t.clip_high += q.clip_high;
-    t.clip_low += q.clip_low;
-    t.pos += q.pos;
-    t.pos_clipped += q.pos_clipped;
-    t.neg += q.neg;
-    t.neg_clipped += q.neg_clipped;
-  }
+  for (int b = 0; b < blocks; ++b) t.add_sums(partials[b]);
   *out = t;
 }
 

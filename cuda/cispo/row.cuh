@@ -146,6 +146,17 @@ struct RowShared {
   RowSummary result;
 };
 
+// Combines the 32 lanes' states (butterfly: every lane ends with the warp's state).
+__device__ __forceinline__ void warp_combine(float& m, double& d, double& t) {
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float mb = __shfl_xor_sync(0xffffffffu, m, offset);
+    const double db = __shfl_xor_sync(0xffffffffu, d, offset);
+    const double tb = __shfl_xor_sync(0xffffffffu, t, offset);
+    combine(m, d, t, mb, db, tb);
+  }
+}
+
 __device__ __forceinline__ RowSummary block_row_summary(const OnlineRow& mine, RowShared& sh) {
   float m = mine.m;
   double d = mine.d, t = mine.t;
@@ -154,13 +165,7 @@ __device__ __forceinline__ RowSummary block_row_summary(const OnlineRow& mine, R
     d = 0.0;
     t = 0.0;
   }
-#pragma unroll
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    const float mb = __shfl_xor_sync(0xffffffffu, m, offset);
-    const double db = __shfl_xor_sync(0xffffffffu, d, offset);
-    const double tb = __shfl_xor_sync(0xffffffffu, t, offset);
-    combine(m, d, t, mb, db, tb);
-  }
+  warp_combine(m, d, t);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
   const bool all_finite = __syncthreads_and(mine.finite) != 0;  // also orders earlier reads of `sh`
   if (lane == 0) {
@@ -173,13 +178,7 @@ __device__ __forceinline__ RowSummary block_row_summary(const OnlineRow& mine, R
     m = lane < warps ? sh.m[lane] : -INFINITY;
     d = lane < warps ? sh.d[lane] : 0.0;
     t = lane < warps ? sh.t[lane] : 0.0;
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) {
-      const float mb = __shfl_xor_sync(0xffffffffu, m, offset);
-      const double db = __shfl_xor_sync(0xffffffffu, d, offset);
-      const double tb = __shfl_xor_sync(0xffffffffu, t, offset);
-      combine(m, d, t, mb, db, tb);
-    }
+    warp_combine(m, d, t);
     if (lane == 0) sh.result = {m, d, t, all_finite};
   }
   __syncthreads();

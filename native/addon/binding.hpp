@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,15 @@ void register_optimizer(Napi::Env env, Napi::Object exports);
 void register_engine(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);            // device memory, CISPO, merge, gather/scatter
 void register_cuda_attention(Napi::Env env, Napi::Object exports);  // device tree attention
+
+// Sets each function on `exports` under its name (the name the function reports, too).
+struct NamedFunction {
+  const char* name;
+  Napi::Function::Callback callback;
+};
+inline void export_functions(Napi::Env env, Napi::Object exports, std::initializer_list<NamedFunction> functions) {
+  for (const NamedFunction& f : functions) exports.Set(f.name, Napi::Function::New(env, f.callback, f.name));
+}
 
 // Throws a JS TypeError with `code` set (C++ exceptions are on in the addon).
 [[noreturn]] void throw_type_error(Napi::Env env, const std::string& message);
@@ -67,6 +77,29 @@ ArrayArg<T> optional_array_arg(Napi::Env env, Napi::Value value, const char* nam
 int64_t int_arg(Napi::Env env, Napi::Value value, const char* name, int64_t min, int64_t max);
 double number_arg(Napi::Env env, Napi::Value value, const char* name);
 bool bool_arg(Napi::Env env, Napi::Value value, const char* name);
+
+// A device address: a BigInt (lib/device.ts's DeviceTensor addresses), as a T*; 0n is NULL, which the
+// C ABI reports naming the argument. With `optional`, undefined / null give NULL too.
+template <class T = void>
+T* device_pointer_arg(Napi::Env env, Napi::Value value, const char* name, bool optional = false) {
+  if (optional && (value.IsUndefined() || value.IsNull())) return nullptr;
+  if (!value.IsBigInt()) throw_type_error(env, std::string(name) + ": expected a device address (bigint)");
+  bool lossless = false;
+  const uint64_t address = value.As<Napi::BigInt>().Uint64Value(&lossless);
+  if (!lossless) throw_range_error(env, std::string(name) + ": not a 64-bit device address");
+  return static_cast<T*>(reinterpret_cast<void*>(static_cast<uintptr_t>(address)));
+}
+
+// The policy-loss options as every loss binding takes them: mode, epsLow, epsHigh, normalizer in
+// call[first .. first + 3]; the C ABI checks the values.
+inline forge_cispo_options cispo_options_arg(Napi::Env env, const Napi::CallbackInfo& call, size_t first) {
+  forge_cispo_options options{};
+  options.mode = static_cast<forge_pg_mode>(int_arg(env, call[first], "mode", 0, 2));
+  options.eps_low = static_cast<float>(number_arg(env, call[first + 1], "epsLow"));
+  options.eps_high = static_cast<float>(number_arg(env, call[first + 2], "epsHigh"));
+  options.normalizer = number_arg(env, call[first + 3], "normalizer");
+  return options;
+}
 
 // A nano policy config object { vocabSize, dim, numLayers, numHeads, numKvHeads, headDim, ffnDim,
 // tiedEmbeddings, ropeTheta, normEps } (as lib/model/policy.ts passes it); the C ABI checks the values.

@@ -23,15 +23,8 @@ namespace forge::addon {
 
 namespace {
 
-// A device address: a BigInt (null / undefined -> NULL when optional).
-void* pointer_arg(Napi::Env env, Napi::Value value, const char* name, bool optional = false) {
-  if (optional && (value.IsUndefined() || value.IsNull())) return nullptr;
-  if (!value.IsBigInt()) throw_type_error(env, std::string(name) + ": expected a device address (bigint)");
-  bool lossless = false;
-  const uint64_t address = value.As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!lossless) throw_range_error(env, std::string(name) + ": not a 64-bit device address");
-  return reinterpret_cast<void*>(static_cast<uintptr_t>(address));
-}
+constexpr int64_t kMaxCount = int64_t{1} << 52;  // sizes and counts: exact as JS numbers
+constexpr int64_t kInt32Max = 2147483647;
 
 Napi::Value address(Napi::Env env, const void* ptr) {
   return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(ptr)));
@@ -100,13 +93,13 @@ Napi::Value malloc_(const Napi::CallbackInfo& call) {
 
 Napi::Value free_(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  check(env, forge_cuda_free(pointer_arg(env, call[0], "ptr", true)));
+  check(env, forge_cuda_free(device_pointer_arg(env, call[0], "ptr", true)));
   return env.Undefined();
 }
 
 Napi::Value upload(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  void* dst = pointer_arg(env, call[0], "ptr");
+  void* dst = device_pointer_arg(env, call[0], "ptr");
   const Bytes src = bytes_arg(env, call[1], "data");
   check(env, forge_cuda_memcpy_h2d(dst, src.data, src.length, nullptr));
   return env.Undefined();
@@ -114,7 +107,7 @@ Napi::Value upload(const Napi::CallbackInfo& call) {
 
 Napi::Value download(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  const void* src = pointer_arg(env, call[0], "ptr");
+  const void* src = device_pointer_arg(env, call[0], "ptr");
   const Bytes dst = bytes_arg(env, call[1], "out");
   check(env, forge_cuda_memcpy_d2h(dst.data, src, dst.length, nullptr));
   return env.Undefined();
@@ -122,80 +115,85 @@ Napi::Value download(const Napi::CallbackInfo& call) {
 
 Napi::Value convert(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  const int64_t n = int_arg(env, call[0], "n", 0, int64_t{1} << 52);
-  check_and_wait(env, forge_cuda_convert(n, dtype_arg(env, call[1], "srcDtype"), pointer_arg(env, call[2], "src"),
-                                         dtype_arg(env, call[3], "dstDtype"), pointer_arg(env, call[4], "dst"), nullptr));
+  const int64_t n = int_arg(env, call[0], "n", 0, kMaxCount);
+  check_and_wait(env, forge_cuda_convert(n, dtype_arg(env, call[1], "srcDtype"),
+                                         device_pointer_arg(env, call[2], "src"), dtype_arg(env, call[3], "dstDtype"),
+                                         device_pointer_arg(env, call[4], "dst"), nullptr));
   return env.Undefined();
 }
 
 Napi::Value gather(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
   const forge_dtype dtype = dtype_arg(env, call[0], "dtype");
-  const void* values = pointer_arg(env, call[1], "nodeValues");
-  const int64_t nodes = int_arg(env, call[2], "numNodes", 0, int64_t{1} << 52);
-  const int64_t channels = int_arg(env, call[3], "channels", 0, int64_t{1} << 52);
-  const auto* node_of = static_cast<const int32_t*>(pointer_arg(env, call[4], "nodeOf"));
-  const int64_t positions = int_arg(env, call[5], "numPositions", 0, int64_t{1} << 52);
-  void* out = pointer_arg(env, call[6], "out");
+  const void* values = device_pointer_arg(env, call[1], "nodeValues");
+  const int64_t nodes = int_arg(env, call[2], "numNodes", 0, kMaxCount);
+  const int64_t channels = int_arg(env, call[3], "channels", 0, kMaxCount);
+  const auto* node_of = device_pointer_arg<const int32_t>(env, call[4], "nodeOf");
+  const int64_t positions = int_arg(env, call[5], "numPositions", 0, kMaxCount);
+  void* out = device_pointer_arg(env, call[6], "out");
   check_and_wait(env, forge_cuda_gather_to_samples(dtype, values, nodes, channels, node_of, positions, out, nullptr));
   return env.Undefined();
 }
 
 Napi::Value scatter(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  const auto* values = static_cast<const float*>(pointer_arg(env, call[0], "sampleValues"));
-  const int64_t positions = int_arg(env, call[1], "numPositions", 0, int64_t{1} << 52);
-  const int64_t channels = int_arg(env, call[2], "channels", 0, int64_t{1} << 52);
-  const auto* node_of = static_cast<const int32_t*>(pointer_arg(env, call[3], "nodeOf"));
-  const int64_t nodes = int_arg(env, call[4], "numNodes", 0, int64_t{1} << 52);
-  auto* out = static_cast<float*>(pointer_arg(env, call[5], "out"));
+  const auto* values = device_pointer_arg<const float>(env, call[0], "sampleValues");
+  const int64_t positions = int_arg(env, call[1], "numPositions", 0, kMaxCount);
+  const int64_t channels = int_arg(env, call[2], "channels", 0, kMaxCount);
+  const auto* node_of = device_pointer_arg<const int32_t>(env, call[3], "nodeOf");
+  const int64_t nodes = int_arg(env, call[4], "numNodes", 0, kMaxCount);
+  auto* out = device_pointer_arg<float>(env, call[5], "out");
   check_and_wait(env, forge_cuda_scatter_from_samples(values, positions, channels, node_of, nodes, out, nullptr));
   return env.Undefined();
 }
 
+// rows, numHeads, headDim in call[0 .. 2]: the shape both merge calls take.
+struct MergeShape {
+  int64_t rows;
+  int32_t heads, dim;
+};
+
+MergeShape merge_shape_arg(Napi::Env env, const Napi::CallbackInfo& call) {
+  return {int_arg(env, call[0], "rows", 0, kMaxCount),
+          static_cast<int32_t>(int_arg(env, call[1], "numHeads", 0, kInt32Max)),
+          static_cast<int32_t>(int_arg(env, call[2], "headDim", 0, kInt32Max))};
+}
+
 Napi::Value merge_states(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  const int64_t rows = int_arg(env, call[0], "rows", 0, int64_t{1} << 52);
-  const auto heads = static_cast<int32_t>(int_arg(env, call[1], "numHeads", 0, 2147483647));
-  const auto dim = static_cast<int32_t>(int_arg(env, call[2], "headDim", 0, 2147483647));
-  auto f = [&](int i, const char* name) { return static_cast<float*>(pointer_arg(env, call[i], name)); };
+  const MergeShape m = merge_shape_arg(env, call);
+  auto f = [&](int i, const char* name) { return device_pointer_arg<float>(env, call[i], name); };
   // The call waits for its own flag read-back (see forge.h), so no extra synchronisation.
-  check(env, forge_cuda_merge_states(rows, heads, dim, f(3, "a.o"), f(4, "a.lse"), f(5, "b.o"), f(6, "b.lse"),
+  check(env, forge_cuda_merge_states(m.rows, m.heads, m.dim, f(3, "a.o"), f(4, "a.lse"), f(5, "b.o"), f(6, "b.lse"),
                                      f(7, "out.o"), f(8, "out.lse"), nullptr));
   return env.Undefined();
 }
 
 Napi::Value merge_states_csr(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
-  const int64_t rows = int_arg(env, call[0], "rows", 0, int64_t{1} << 52);
-  const auto heads = static_cast<int32_t>(int_arg(env, call[1], "numHeads", 0, 2147483647));
-  const auto dim = static_cast<int32_t>(int_arg(env, call[2], "headDim", 0, 2147483647));
-  const auto* offsets = static_cast<const int64_t*>(pointer_arg(env, call[3], "offsets"));
-  const int64_t states = int_arg(env, call[4], "numStates", 0, int64_t{1} << 52);
-  auto f = [&](int i, const char* name) { return static_cast<float*>(pointer_arg(env, call[i], name)); };
-  check(env, forge_cuda_merge_states_csr(rows, heads, dim, offsets, states, f(5, "states.o"), f(6, "states.lse"),
-                                         f(7, "out.o"), f(8, "out.lse"), nullptr));
+  const MergeShape m = merge_shape_arg(env, call);
+  const auto* offsets = device_pointer_arg<const int64_t>(env, call[3], "offsets");
+  const int64_t states = int_arg(env, call[4], "numStates", 0, kMaxCount);
+  auto f = [&](int i, const char* name) { return device_pointer_arg<float>(env, call[i], name); };
+  check(env, forge_cuda_merge_states_csr(m.rows, m.heads, m.dim, offsets, states, f(5, "states.o"),
+                                         f(6, "states.lse"), f(7, "out.o"), f(8, "out.lse"), nullptr));
   return env.Undefined();
 }
 
 Napi::Value cispo_loss(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
   const forge_dtype dtype = dtype_arg(env, call[0], "dtype");
-  const int64_t rows = int_arg(env, call[1], "numRows", 0, int64_t{1} << 52);
-  const int64_t vocab = int_arg(env, call[2], "vocabSize", 1, 2147483647);
-  const void* logits = pointer_arg(env, call[3], "logits");
-  const int64_t terms = int_arg(env, call[4], "numTerms", 0, 2147483647);
-  const auto* node = static_cast<const int32_t*>(pointer_arg(env, call[5], "terms.node"));
-  const auto* target = static_cast<const int32_t*>(pointer_arg(env, call[6], "terms.target"));
-  const auto* old_logprob = static_cast<const float*>(pointer_arg(env, call[7], "terms.oldLogprob"));
-  const auto* advantage = static_cast<const float*>(pointer_arg(env, call[8], "terms.advantage"));
-  forge_cispo_options options{};
-  options.mode = static_cast<forge_pg_mode>(int_arg(env, call[9], "mode", 0, 2));
-  options.eps_low = static_cast<float>(number_arg(env, call[10], "epsLow"));
-  options.eps_high = static_cast<float>(number_arg(env, call[11], "epsHigh"));
-  options.normalizer = number_arg(env, call[12], "normalizer");
-  void* dlogits = pointer_arg(env, call[13], "dlogits", true);
-  auto* logprobs = static_cast<float*>(pointer_arg(env, call[14], "logprobs", true));
+  const int64_t rows = int_arg(env, call[1], "numRows", 0, kMaxCount);
+  const int64_t vocab = int_arg(env, call[2], "vocabSize", 1, kInt32Max);
+  const void* logits = device_pointer_arg(env, call[3], "logits");
+  const int64_t terms = int_arg(env, call[4], "numTerms", 0, kInt32Max);
+  const auto* node = device_pointer_arg<const int32_t>(env, call[5], "terms.node");
+  const auto* target = device_pointer_arg<const int32_t>(env, call[6], "terms.target");
+  const auto* old_logprob = device_pointer_arg<const float>(env, call[7], "terms.oldLogprob");
+  const auto* advantage = device_pointer_arg<const float>(env, call[8], "terms.advantage");
+  const forge_cispo_options options = cispo_options_arg(env, call, 9);
+  void* dlogits = device_pointer_arg(env, call[13], "dlogits", true);
+  auto* logprobs = device_pointer_arg<float>(env, call[14], "logprobs", true);
   forge_cispo_stats stats{};
   // With stats the call waits for the stream itself and reports non-finite logits.
   check(env, forge_cuda_cispo_loss(dtype, rows, vocab, logits, terms, node, target, old_logprob, advantage, &options,
@@ -209,17 +207,18 @@ Napi::Value cispo_loss(const Napi::CallbackInfo& call) {
 }  // namespace
 
 void register_cuda(Napi::Env env, Napi::Object exports) {
-  exports.Set("cudaDevices", Napi::Function::New(env, devices, "cudaDevices"));
-  exports.Set("cudaMalloc", Napi::Function::New(env, malloc_, "cudaMalloc"));
-  exports.Set("cudaFree", Napi::Function::New(env, free_, "cudaFree"));
-  exports.Set("cudaUpload", Napi::Function::New(env, upload, "cudaUpload"));
-  exports.Set("cudaDownload", Napi::Function::New(env, download, "cudaDownload"));
-  exports.Set("cudaConvert", Napi::Function::New(env, convert, "cudaConvert"));
-  exports.Set("cudaGather", Napi::Function::New(env, gather, "cudaGather"));
-  exports.Set("cudaScatter", Napi::Function::New(env, scatter, "cudaScatter"));
-  exports.Set("cudaMergeStates", Napi::Function::New(env, merge_states, "cudaMergeStates"));
-  exports.Set("cudaMergeStatesCsr", Napi::Function::New(env, merge_states_csr, "cudaMergeStatesCsr"));
-  exports.Set("cudaCispoLoss", Napi::Function::New(env, cispo_loss, "cudaCispoLoss"));
+  export_functions(env, exports,
+                   {{"cudaDevices", devices},
+                    {"cudaMalloc", malloc_},
+                    {"cudaFree", free_},
+                    {"cudaUpload", upload},
+                    {"cudaDownload", download},
+                    {"cudaConvert", convert},
+                    {"cudaGather", gather},
+                    {"cudaScatter", scatter},
+                    {"cudaMergeStates", merge_states},
+                    {"cudaMergeStatesCsr", merge_states_csr},
+                    {"cudaCispoLoss", cispo_loss}});
 }
 
 }  // namespace forge::addon

@@ -129,10 +129,7 @@ Napi::Value model_loss_backward(const Napi::CallbackInfo& call) {
   auto target = array_arg<int32_t>(env, call[7], "termTarget", terms);
   auto old_logprob = array_arg<float>(env, call[8], "termOldLogprob", terms);
   auto advantage = array_arg<float>(env, call[9], "termAdvantage", terms);
-  state->options.mode = static_cast<forge_pg_mode>(int_arg(env, call[10], "mode", 0, 2));
-  state->options.eps_low = static_cast<float>(number_arg(env, call[11], "epsLow"));
-  state->options.eps_high = static_cast<float>(number_arg(env, call[12], "epsHigh"));
-  state->options.normalizer = number_arg(env, call[13], "normalizer");
+  state->options = cispo_options_arg(env, call, 10);
   const bool async = bool_arg(env, call[14], "async");
 
   auto grads = Napi::Float32Array::New(env, b.params.length);
@@ -204,13 +201,14 @@ Napi::Value bench_gemm_naive(const Napi::CallbackInfo& call) { return gemm_call(
 }  // namespace
 
 void register_model(Napi::Env env, Napi::Object exports) {
-  exports.Set("modelNumParams", Napi::Function::New(env, model_num_params, "modelNumParams"));
-  exports.Set("modelParamInfo", Napi::Function::New(env, model_param_info, "modelParamInfo"));
-  exports.Set("modelInit", Napi::Function::New(env, model_init, "modelInit"));
-  exports.Set("modelForward", Napi::Function::New(env, model_forward, "modelForward"));
-  exports.Set("modelLossBackward", Napi::Function::New(env, model_loss_backward, "modelLossBackward"));
-  exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
-  exports.Set("benchGemmNaive", Napi::Function::New(env, bench_gemm_naive, "benchGemmNaive"));
+  export_functions(env, exports,
+                   {{"modelNumParams", model_num_params},
+                    {"modelParamInfo", model_param_info},
+                    {"modelInit", model_init},
+                    {"modelForward", model_forward},
+                    {"modelLossBackward", model_loss_backward},
+                    {"gemm", gemm},
+                    {"benchGemmNaive", bench_gemm_naive}});
 }
 
 }  // namespace forge::addon

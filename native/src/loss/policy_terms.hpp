@@ -1,6 +1,7 @@
 // The parts of the policy-gradient loss that do not touch the logits rows: argument validation, the
-// grouping of terms by node (CSR), the per-term CISPO / PPO-clip / cross-entropy coefficient, the
-// fixed row chunking and the deterministic reduction of per-chunk statistics. Shared by the fused kernel
+// grouping of terms by node (CSR), the fixed row chunking and the deterministic reduction of per-chunk
+// statistics (the per-term formula itself, shared with the device kernel, is policy_term_math.hpp; the
+// options' checks, shared with cuda/cispo.cu, are policy_options.hpp). Shared by the fused kernel
 // (kernels/cispo_loss.cpp) and its benchmark baseline (kernels/cispo_two_pass_baseline.cpp), so both
 // compute the same thing and differ only in how they read the logits.
 #pragma once
@@ -10,21 +11,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "common/error.hpp"
 #include "loss/online_logsumexp.hpp"
+#include "loss/policy_options.hpp"
+#include "loss/policy_term_math.hpp"
 
 namespace forge::loss {
-
-inline std::string num(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
 
 // Everything the kernel receives, in one place so the two implementations share the checks.
 struct PolicyLossArgs {
@@ -39,13 +35,6 @@ struct PolicyLossArgs {
   const forge_cispo_options* options;
   float* dlogits;
   float* logprobs_out;
-};
-
-// Resolved options: clip bounds as ratios and the normaliser Z.
-struct PolicyParams {
-  forge_pg_mode mode;
-  double lo, hi;  // clip(r) = min(max(r, lo), hi); lo may be -inf, hi +inf
-  double inv_z;   // 1 / Z
 };
 
 // Validates every pointer, size, index and value except the logits themselves (their finiteness is
@@ -80,21 +69,7 @@ inline forge_status validate_policy_args(const PolicyLossArgs& a, PolicyParams& 
       return fail(FORGE_ERR_INVALID_ARGUMENT, "term_old_logprob: null pointer with num_terms > 0");
     if (!a.term_advantage) return fail(FORGE_ERR_INVALID_ARGUMENT, "term_advantage: null pointer with num_terms > 0");
   }
-  if (!a.options) return fail(FORGE_ERR_INVALID_ARGUMENT, "options: null pointer");
-  const forge_cispo_options& o = *a.options;
-  if (o.mode != FORGE_PG_CISPO && o.mode != FORGE_PG_PPO_CLIP && o.mode != FORGE_PG_CROSS_ENTROPY)
-    return fail(FORGE_ERR_INVALID_ARGUMENT,
-                "options.mode: expected FORGE_PG_CISPO (0), FORGE_PG_PPO_CLIP (1) or FORGE_PG_CROSS_ENTROPY (2), got " +
-                    std::to_string(static_cast<int>(o.mode)));
-  // +inf is a valid epsilon (no bound on that side); NaN and negatives are not.
-  if (std::isnan(o.eps_low)) return fail(FORGE_ERR_NON_FINITE, "options.eps_low: expected a number >= 0, got nan");
-  if (o.eps_low < 0)
-    return fail(FORGE_ERR_OUT_OF_RANGE, "options.eps_low: expected a number >= 0, got " + num(o.eps_low));
-  if (std::isnan(o.eps_high)) return fail(FORGE_ERR_NON_FINITE, "options.eps_high: expected a number >= 0, got nan");
-  if (o.eps_high < 0)
-    return fail(FORGE_ERR_OUT_OF_RANGE, "options.eps_high: expected a number >= 0, got " + num(o.eps_high));
-  if (!std::isfinite(o.normalizer))
-    return fail(FORGE_ERR_NON_FINITE, "options.normalizer: expected a finite number, got " + num(o.normalizer));
+  if (forge_status s = resolve_policy_options(a.options, a.num_terms, p); s != FORGE_OK) return s;
 
   for (int64_t j = 0; j < a.num_terms; ++j) {
     const int32_t n = a.term_node[j];
@@ -112,16 +87,6 @@ inline forge_status validate_policy_args(const PolicyLossArgs& a, PolicyParams& 
       return fail(FORGE_ERR_NON_FINITE, "term_advantage[" + std::to_string(j) + "]: expected a finite number, got " +
                                             num(a.term_advantage[j]));
   }
-
-  p.mode = o.mode;
-  p.lo = 1.0 - static_cast<double>(o.eps_low);
-  p.hi = 1.0 + static_cast<double>(o.eps_high);
-  if (o.mode == FORGE_PG_CROSS_ENTROPY) {  // nothing is clipped: the clip fractions stay 0
-    p.lo = -std::numeric_limits<double>::infinity();
-    p.hi = std::numeric_limits<double>::infinity();
-  }
-  const double z = o.normalizer > 0 ? o.normalizer : static_cast<double>(a.num_terms);
-  p.inv_z = z > 0 ? 1.0 / z : 0.0;  // no terms: nothing is normalised
   return FORGE_OK;
 }
 
@@ -156,28 +121,6 @@ inline void sort_row_terms(int32_t* begin, int32_t* end, const int32_t* target) 
             [target](int32_t x, int32_t y) { return target[x] != target[y] ? target[x] < target[y] : x < y; });
 }
 
-// One term: its loss contribution (before 1/Z), its gradient coefficient c = dloss_j / dlogp_j * (-1)
-// (so dlogits = -(1/Z) sum_j c_j (onehot(y_j) - softmax)), and its ratio.
-struct TermValue {
-  double loss, coef, ratio;
-};
-
-inline TermValue policy_term(const PolicyParams& p, double logp, double old_logprob, double adv) {
-  const double r = std::exp(logp - old_logprob);
-  const double clipped = std::min(std::max(r, p.lo), p.hi);
-  if (p.mode == FORGE_PG_CROSS_ENTROPY) return {-adv * logp, adv, r};  // weight 1: d/dlogp (A logp) = A
-  if (p.mode == FORGE_PG_CISPO) {
-    // w = clip(r) is a stop-gradient weight: d/dlogp (w A logp) = w A.
-    if (adv == 0) return {0.0, 0.0, r};
-    return {-clipped * adv * logp, clipped * adv, r};
-  }
-  // PPO: -min(r A, clip(r) A); d(r A)/dlogp = r A on the unclipped branch, 0 on the clipped one.
-  if (adv == 0) return {0.0, 0.0, r};
-  const double unclipped_gain = r * adv, clipped_gain = clipped * adv;
-  if (unclipped_gain <= clipped_gain) return {-unclipped_gain, unclipped_gain, r};
-  return {-clipped_gain, 0.0, r};
-}
-
 // Rows are processed in fixed chunks whose size depends only on the shape, never on the thread count,
 // so the per-chunk partial sums (combined in chunk order) make the result bitwise reproducible.
 inline int64_t rows_per_chunk(int64_t vocab_size) {
@@ -185,28 +128,10 @@ inline int64_t rows_per_chunk(int64_t vocab_size) {
   return std::max<int64_t>(1, kChunkElements / vocab_size);
 }
 
-struct ChunkStats {
-  double loss = 0, ratio = 0, logprob = 0, entropy = 0;
-  int64_t terms = 0, rows = 0, clip_high = 0, clip_low = 0, pos = 0, pos_clipped = 0, neg = 0, neg_clipped = 0;
+// One chunk's sums (add_term, policy_term_math.hpp) and its first non-finite logit.
+struct ChunkStats : PolicySums<int64_t> {
   int64_t bad_row = -1, bad_col = -1;  // first non-finite logit met in this chunk
   float bad_value = 0;
-
-  void add_term(const PolicyParams& p, const TermValue& v, double logp, double adv) {
-    loss += v.loss;
-    ratio += v.ratio;
-    logprob += logp;
-    ++terms;
-    const bool high = v.ratio > p.hi, low = v.ratio < p.lo;
-    clip_high += high;
-    clip_low += low;
-    if (adv > 0) {
-      ++pos;
-      pos_clipped += high;
-    } else if (adv < 0) {
-      ++neg;
-      neg_clipped += low;
-    }
-  }
 
   void set_bad(int64_t row, const float* z, int64_t vocab_size) {
     bad_row = row;
@@ -223,33 +148,9 @@ inline forge_status finish_stats(const std::vector<ChunkStats>& chunks, const Po
       return fail(FORGE_ERR_NON_FINITE, "logits[row " + std::to_string(c.bad_row) + ", column " +
                                             std::to_string(c.bad_col) + "]: expected a finite number, got " +
                                             num(c.bad_value));
-  ChunkStats t;
-  for (const ChunkStats& c : chunks) {
-    t.loss += c.loss;
-    t.ratio += c.ratio;
-    t.logprob += c.logprob;
-    t.entropy += c.entropy;
-    t.terms += c.terms;
-    t.rows += c.rows;
-    t.clip_high += c.clip_high;
-    t.clip_low += c.clip_low;
-    t.pos += c.pos;
-    t.pos_clipped += c.pos_clipped;
-    t.neg += c.neg;
-    t.neg_clipped += c.neg_clipped;
-  }
-  if (!stats) return FORGE_OK;
-  auto frac = [](double a, int64_t b) { return b > 0 ? a / static_cast<double>(b) : 0.0; };
-  stats->loss = t.loss * p.inv_z;
-  stats->mean_ratio = frac(t.ratio, t.terms);
-  stats->clip_frac_high = frac(static_cast<double>(t.clip_high), t.terms);
-  stats->clip_frac_low = frac(static_cast<double>(t.clip_low), t.terms);
-  stats->clip_frac_pos_adv = frac(static_cast<double>(t.pos_clipped), t.pos);
-  stats->clip_frac_neg_adv = frac(static_cast<double>(t.neg_clipped), t.neg);
-  stats->mean_entropy = frac(t.entropy, t.rows);
-  stats->mean_logprob = frac(t.logprob, t.terms);
-  stats->num_terms = t.terms;
-  stats->num_rows = t.rows;
+  PolicySums<int64_t> t;
+  for (const ChunkStats& c : chunks) t.add_sums(c);
+  if (stats) write_stats(t, p.inv_z, stats);
   return FORGE_OK;
 }
 
