@@ -1,10 +1,21 @@
+import { existsSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+
+// The CUDA kernels' tests run a second time on the CPU emulator build (cuda/simt/, built into
+// build-simt/ by `npm test`'s pretest) when it exists: there they run instead of being skipped.
+const emulatorAddon = 'build-simt/Release/forge.node';
+const cudaTests = ['test/cuda.test.ts', 'test/cuda-attention.test.ts'];
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 60_000,
     // Kernels use their own thread pool; one test file per process keeps runs independent.
     pool: 'forks',
+    projects: [
+      { extends: true, test: { name: 'cpu', include: ['test/**/*.test.ts'] } },
+      ...(existsSync(emulatorAddon)
+        ? [{ extends: true, test: { name: 'cuda-emulator', include: cudaTests, env: { FORGE_ADDON_PATH: emulatorAddon } } }]
+        : []),
+    ],
   },
 });

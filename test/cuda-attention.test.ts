@@ -2,13 +2,14 @@
 // lib/attentionDevice.ts. On a machine with a GPU, forward and backward are checked against the plain
 // float64 reference (test/reference/attention.ts) on fresh seeded random trees and inputs, the
 // reference fed exactly the values the kernel sees (inputs rounded to the dtype on the device and read
-// back); without a GPU those tests are skipped and the describe name says why. What runs everywhere:
+// back); without a GPU those tests are skipped and the describe name says why, and they run instead
+// in the `cuda-emulator` project, on the CPU emulator build of the same kernels (cuda/simt/). What runs everywhere:
 // the argument checks of the wrapper and of the C ABI (shape, dtype, head dim, NULL), which come
 // before any device call, and the coded error of a call that would need the missing GPU.
 //
 // Bounds: relative L2 error ||got - ref|| / ||ref|| <= 1e-4 (f32) or 1e-2 (bf16 / f16), and every
-// element within 1e-3 (f32) or 6e-2 (bf16 / f16) of the reference's RMS, so one wrong row cannot hide
-// in a large norm.
+// element within 1e-3 (f32) or 6e-2 (bf16 / f16) of the RMS of the reference or of its row, plus the
+// output format's rounding of the element, so one wrong row cannot hide in a large norm (see BOUND).
 import { describe, expect, it } from 'vitest';
 
 import { treeAttentionBackwardDevice, treeAttentionDevice, type DeviceAttentionOptions } from '../lib/attentionDevice.js';

@@ -1,7 +1,8 @@
 // The CUDA backend (issue 7). On a machine with a GPU, every device kernel is checked against the CPU
 // kernel and the float64 references on fresh seeded inputs (f32 within 1e-4, bf16 within 1e-2,
 // relative to the scale of the reference); without one those tests are skipped, and the describe
-// name says why. What runs everywhere: device discovery and its reason, the one-line CPU fallback,
+// name says why; they then run in the `cuda-emulator` project, on the CPU emulator build of the same
+// kernels (cuda/simt/). What runs everywhere: device discovery and its reason, the one-line CPU fallback,
 // every device entry point failing with a coded error instead of crashing, and argument checks that
 // come before any device call.
 import { spawnSync } from 'node:child_process';
