@@ -37,10 +37,7 @@ Napi::Value policy_loss(const Napi::CallbackInfo& call, bool baseline) {
   auto old_logprob = array_arg<float>(env, call[4], "oldLogprob", terms);
   auto advantage = array_arg<float>(env, call[5], "advantage", terms);
   auto state = std::make_shared<CispoCall>();
-  state->options.mode = static_cast<forge_pg_mode>(int_arg(env, call[6], "mode", 0, 2));
-  state->options.eps_low = static_cast<float>(number_arg(env, call[7], "epsLow"));
-  state->options.eps_high = static_cast<float>(number_arg(env, call[8], "epsHigh"));
-  state->options.normalizer = number_arg(env, call[9], "normalizer");
+  state->options = cispo_options_arg(env, call, 6);
   const bool grad = bool_arg(env, call[10], "grad");
   const bool in_place = bool_arg(env, call[11], "inPlace");
   const bool async = bool_arg(env, call[13], "async");

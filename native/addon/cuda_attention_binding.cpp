@@ -17,14 +17,6 @@ namespace forge::addon {
 namespace {
 
 // A device address: a BigInt; 0n is NULL (the C ABI reports it, naming the argument).
-void* address_arg(Napi::Env env, Napi::Value value, const char* name) {
-  if (!value.IsBigInt()) throw_type_error(env, std::string(name) + ": expected a device address (bigint)");
-  bool lossless = false;
-  const uint64_t address = value.As<Napi::BigInt>().Uint64Value(&lossless);
-  if (!lossless) throw_range_error(env, std::string(name) + ": not a 64-bit device address");
-  return reinterpret_cast<void*>(static_cast<uintptr_t>(address));
-}
-
 struct Call {
   forge_dtype dtype;
   forge_attention_shape shape{};
@@ -51,12 +43,12 @@ void check_and_wait(Napi::Env env, forge_status status) {
 Napi::Value tree_attention(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
   const Call c = call_shape(call);
-  const void* q = address_arg(env, call[6], "q");
-  const void* k = address_arg(env, call[7], "k");
-  const void* v = address_arg(env, call[8], "v");
-  const auto* subtree_end = static_cast<const int32_t*>(address_arg(env, call[9], "subtreeEnd"));
-  void* o = address_arg(env, call[10], "o");
-  auto* lse = static_cast<float*>(address_arg(env, call[11], "lse"));
+  const void* q = device_pointer_arg(env, call[6], "q");
+  const void* k = device_pointer_arg(env, call[7], "k");
+  const void* v = device_pointer_arg(env, call[8], "v");
+  const auto* subtree_end = static_cast<const int32_t*>(device_pointer_arg(env, call[9], "subtreeEnd"));
+  void* o = device_pointer_arg(env, call[10], "o");
+  auto* lse = static_cast<float*>(device_pointer_arg(env, call[11], "lse"));
   check_and_wait(env, forge_cuda_tree_attention_forward(&c.shape, c.dtype, q, k, v, subtree_end, o, lse, nullptr));
   return env.Undefined();
 }
@@ -64,16 +56,16 @@ Napi::Value tree_attention(const Napi::CallbackInfo& call) {
 Napi::Value tree_attention_backward(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
   const Call c = call_shape(call);
-  const void* q = address_arg(env, call[6], "q");
-  const void* k = address_arg(env, call[7], "k");
-  const void* v = address_arg(env, call[8], "v");
-  const auto* subtree_end = static_cast<const int32_t*>(address_arg(env, call[9], "subtreeEnd"));
-  const void* o = address_arg(env, call[10], "o");
-  const auto* lse = static_cast<const float*>(address_arg(env, call[11], "lse"));
-  const void* d_o = address_arg(env, call[12], "dO");
-  void* dq = address_arg(env, call[13], "dq");
-  void* dk = address_arg(env, call[14], "dk");
-  void* dv = address_arg(env, call[15], "dv");
+  const void* q = device_pointer_arg(env, call[6], "q");
+  const void* k = device_pointer_arg(env, call[7], "k");
+  const void* v = device_pointer_arg(env, call[8], "v");
+  const auto* subtree_end = static_cast<const int32_t*>(device_pointer_arg(env, call[9], "subtreeEnd"));
+  const void* o = device_pointer_arg(env, call[10], "o");
+  const auto* lse = static_cast<const float*>(device_pointer_arg(env, call[11], "lse"));
+  const void* d_o = device_pointer_arg(env, call[12], "dO");
+  void* dq = device_pointer_arg(env, call[13], "dq");
+  void* dk = device_pointer_arg(env, call[14], "dk");
+  void* dv = device_pointer_arg(env, call[15], "dv");
   check_and_wait(env, forge_cuda_tree_attention_backward(&c.shape, c.dtype, q, k, v, subtree_end, o, lse, d_o, dq, dk,
                                                          dv, nullptr));
   return env.Undefined();
