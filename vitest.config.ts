@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 
 // The CUDA kernels' tests run a second time on the CPU emulator build (cuda/simt/, built into
 // build-simt/ by `npm test`'s pretest) when it exists: there they run instead of being skipped.
+// Launches cycle through thread orders and cp.async landing times (cuda/simt/scheduler.cpp), so a
+// missing barrier, a read before cp.async.wait_group or an order-dependent result shows up.
 const emulatorAddon = 'build-simt/Release/forge.node';
 const cudaTests = ['test/cuda.test.ts', 'test/cuda-attention.test.ts'];
 
@@ -14,7 +16,7 @@ export default defineConfig({
     projects: [
       { extends: true, test: { name: 'cpu', include: ['test/**/*.test.ts'] } },
       ...(existsSync(emulatorAddon)
-        ? [{ extends: true, test: { name: 'cuda-emulator', include: cudaTests, env: { FORGE_ADDON_PATH: emulatorAddon } } }]
+        ? [{ extends: true as const, test: { name: 'cuda-emulator', include: cudaTests, env: { FORGE_ADDON_PATH: emulatorAddon, FORGE_SIMT_ORDER: 'alternate', FORGE_SIMT_CP_ASYNC: 'alternate' } } }]
         : []),
     ],
   },

@@ -1,16 +1,30 @@
 // The part of the CUDA runtime API that cuda/ calls, for the emulator: one device ("forge-simt", a
 // CPU, not a GPU, presented as compute capability 8.0), memory that is host memory underneath but
 // tracked as device memory (so the C ABI's pointer checks behave as on a GPU), one stream that runs
-// work at the call, and errors per host thread as the real runtime keeps them.
+// work at the call (created streams are handles onto it), events that read the host clock, and errors
+// per host thread as the real runtime keeps them.
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "runtime_state.hpp"
+
+// The opaque handle types of the runtime API. A created stream is a name for the one stream
+// underneath; an event holds the host time at which it was recorded (work runs at the call, so that is
+// when everything before it on the stream finished).
+struct CUstream_st {
+  unsigned flags;
+};
+struct CUevent_st {
+  std::chrono::steady_clock::time_point at;
+  bool recorded = false;
+};
 
 namespace forge::simt::detail {
 namespace {
@@ -18,6 +32,7 @@ namespace {
 constexpr size_t kDefaultDynamicShared = 48 * 1024;
 constexpr size_t kOptInDynamicShared = 166912;  // an sm_80 block's opt-in limit
 constexpr int kMultiprocessors = 4;
+constexpr int kL2CacheBytes = 40 * 1024 * 1024;  // nominal (an sm_80 part's); the emulator has no cache
 
 struct Allocation {
   size_t bytes;
@@ -28,6 +43,8 @@ struct Allocation {
 std::mutex memory_mutex;
 std::map<uintptr_t, Allocation> allocations;  // by start address
 std::map<const void*, size_t> shared_limits;  // cudaFuncSetAttribute opt-ins
+std::set<const CUstream_st*> streams;          // created and not yet destroyed
+std::set<const CUevent_st*> events;
 
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local std::string last_detail;
@@ -79,6 +96,18 @@ cudaError_t release(void* ptr) {
 cudaError_t record(cudaError_t e) {
   if (e != cudaSuccess) last_error = e;
   return e;
+}
+
+// The null (legacy) stream, the per-thread and legacy handles, or a stream created and not destroyed.
+bool known_stream(cudaStream_t s) {
+  if (s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread) return true;
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  return streams.count(s) != 0;
+}
+
+bool known_event(cudaEvent_t e) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  return e != nullptr && events.count(e) != 0;
 }
 
 }  // namespace
@@ -142,6 +171,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->sharedMemPerBlock = kDefaultDynamicShared;
   prop->sharedMemPerBlockOptin = kOptInDynamicShared;
   prop->totalGlobalMem = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page_size();
+  prop->l2CacheSize = kL2CacheBytes;
   return cudaSuccess;
 }
 
@@ -151,6 +181,9 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
     case cudaDevAttrMultiProcessorCount: *value = kMultiprocessors; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = static_cast<int>(kOptInDynamicShared); return cudaSuccess;
     case cudaDevAttrWarpSize: *value = 32; return cudaSuccess;
+    case cudaDevAttrL2CacheSize: *value = kL2CacheBytes; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor: *value = 8; return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor: *value = 0; return cudaSuccess;
     default: return record(cudaErrorInvalidValue);
   }
 }
@@ -185,6 +218,61 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t count, cudaStream_t) { 
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  if (!stream || (flags & ~static_cast<unsigned>(cudaStreamNonBlocking))) return record(cudaErrorInvalidValue);
+  CUstream_st* s = new CUstream_st{flags};
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  streams.insert(s);
+  *stream = s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  if (stream == nullptr || streams.erase(stream) == 0) return record(cudaErrorInvalidResourceHandle);
+  delete stream;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  return known_stream(stream) ? cudaSuccess : record(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
+  if (!event) return record(cudaErrorInvalidValue);
+  CUevent_st* e = new CUevent_st{};
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  events.insert(e);
+  *event = e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  if (event == nullptr || events.erase(event) == 0) return record(cudaErrorInvalidResourceHandle);
+  delete event;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (!known_event(event) || !known_stream(stream)) return record(cudaErrorInvalidResourceHandle);
+  event->at = std::chrono::steady_clock::now();
+  event->recorded = true;
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  return known_event(event) ? cudaSuccess : record(cudaErrorInvalidResourceHandle);
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  return known_event(event) ? cudaSuccess : record(cudaErrorInvalidResourceHandle);
+}
+// Host time between the two recordings: what the emulator took, which says nothing about a GPU.
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  if (!ms) return record(cudaErrorInvalidValue);
+  if (!known_event(start) || !known_event(end) || !start->recorded || !end->recorded)
+    return record(cudaErrorInvalidResourceHandle);
+  *ms = std::chrono::duration<float, std::milli>(end->at - start->at).count();
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetLastError(void) {
   const cudaError_t e = last_error;
   last_error = cudaSuccess;
@@ -201,6 +289,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
     default: return "cudaErrorUnknown";
   }
 }
@@ -211,6 +300,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidValue: return "invalid argument";
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     default: return "emulator error";
   }
 }

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -108,7 +109,7 @@ std::string format3(const char* label, unsigned x, unsigned y, unsigned z) {
   return std::string(label) + " (" + std::to_string(x) + "," + std::to_string(y) + "," + std::to_string(z) + ")";
 }
 
-// What every live thread waits in, for a deadlock report: "warp 0: 31 in ldmatrix.x4, 1 exited; ...".
+// What every live thread waits in, for a deadlock report: "warp 0: 31 ldmatrix.x4, 1 exited; ...".
 std::string describe_waits(const Block& b) {
   std::string out;
   for (size_t w = 0; w < b.warps.size(); ++w) {
@@ -128,9 +129,25 @@ std::string describe_waits(const Block& b) {
   return out;
 }
 
-bool reverse_order() {
-  const char* order = std::getenv("FORGE_SIMT_ORDER");
-  return order != nullptr && std::strcmp(order, "reverse") == 0;
+// How a launch is scheduled. Between two barriers a fiber runs until its next one, so a missing
+// barrier between warps that write and warps that read shows up in one thread order or the other;
+// and cp.async copies landing late (at wait_group) catch reads before the wait, landing at once
+// catches a refill of a buffer other warps still read.
+//   FORGE_SIMT_ORDER: forward (default) | reverse | alternate (every other launch reversed)
+//   FORGE_SIMT_CP_ASYNC: deferred (default) | eager | alternate (every other pair of launches eager)
+struct Schedule {
+  bool reverse, eager_copies;
+};
+Schedule next_schedule() {
+  static unsigned launches = 0;  // under launch_mutex
+  const unsigned k = launches++;
+  auto pick = [](const char* env, const char* on, unsigned alternate_bit) {
+    const char* v = std::getenv(env);
+    if (v == nullptr) return false;
+    if (std::strcmp(v, "alternate") == 0) return alternate_bit != 0;
+    return std::strcmp(v, on) == 0;
+  };
+  return Schedule{pick("FORGE_SIMT_ORDER", "reverse", k & 1u), pick("FORGE_SIMT_CP_ASYNC", "eager", k & 2u)};
 }
 
 // Runs one block to completion; returns false when the launch failed (st.error is set).
@@ -161,16 +178,27 @@ bool run_block(LaunchState& st, uint3 block_idx, bool reverse) {
     st.error = describe_fault(st.fault_address) + " in " + st.kernel + ", " + where();
     return false;
   }
+  // Warp by warp: a warp's lanes run until none of them can go on (they wait at a block barrier or
+  // have exited) before the next warp runs, so warps drift as far apart as barriers allow and a
+  // missing one between a warp that writes shared memory and one that reads it is seen.
+  const unsigned warps = static_cast<unsigned>(b.warps.size());
   while (b.live > 0) {
     const uint64_t before = st.progress;
-    for (unsigned k = 0; k < n; ++k) {
-      Thread& t = b.threads[reverse ? n - 1 - k : k];
-      if (t.done) continue;
-      st.current = &t;
-      st.in_fiber = true;
-      fiber_switch(st.scheduler, t.fiber);
-      st.in_fiber = false;
-      if (!st.error.empty()) return false;
+    for (unsigned wi = 0; wi < warps; ++wi) {
+      const unsigned w = reverse ? warps - 1 - wi : wi;
+      const unsigned first = w * kWarpSize, last = std::min(n, first + kWarpSize);
+      for (uint64_t warp_before = ~uint64_t{0}; warp_before != st.progress;) {
+        warp_before = st.progress;
+        for (unsigned k = first; k < last; ++k) {
+          Thread& t = b.threads[reverse ? first + last - 1 - k : k];
+          if (t.done) continue;
+          st.current = &t;
+          st.in_fiber = true;
+          fiber_switch(st.scheduler, t.fiber);
+          st.in_fiber = false;
+          if (!st.error.empty()) return false;
+        }
+      }
     }
     if (b.live > 0 && st.progress == before) {
       st.error = std::string("deadlock in ") + st.kernel + ", " + format3("block", block_idx.x, block_idx.y, block_idx.z) +
@@ -262,7 +290,9 @@ void launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, 
   std::vector<unsigned char> shared(shared_bytes + 16);
   st.current_block.dynamic_shared = shared.data() + (16 - reinterpret_cast<uintptr_t>(shared.data()) % 16) % 16;
   detail::tls_launch = &st;
-  const bool reverse = detail::reverse_order();
+  const detail::Schedule schedule = detail::next_schedule();
+  const bool reverse = schedule.reverse;
+  st.eager_copies = schedule.eager_copies;
   const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
   bool ok = true;
   for (uint64_t k = 0; k < blocks && ok; ++k) {

@@ -8,7 +8,8 @@
 //   - a deadlock: every live thread waits, at barriers or warp operations that cannot complete
 //     (a __syncthreads in divergent code, lanes of one warp in different collectives);
 //   - a warp operation with a full mask while lanes of the warp have exited;
-//   - an access past the end of a device allocation (allocations end at a guard page);
+//   - an access past the end of a device allocation (allocations end at a guard page, their size
+//     rounded up to 16 bytes: a smaller overrun goes unseen, as on a GPU);
 //   - misaligned ldmatrix rows and cp.async addresses, dynamic shared memory over the opt-in limit.
 // Device memory and dynamic shared memory start filled with 0xFF bytes (NaN for floats), so a kernel
 // that reads what nobody wrote fails loudly. cp.async copies land only at cp.async.wait_group, so a
@@ -89,13 +90,14 @@ T shfl_xor(unsigned mask, T value, int lane_mask, int width) {
   const unsigned src = lane ^ static_cast<unsigned>(lane_mask);
   const unsigned segment = lane / static_cast<unsigned>(width);
   T out = value;  // a source lane outside the width segment leaves the caller's own value
-  if (src / static_cast<unsigned>(width) == segment && src < 32) std::memcpy(&out, all + src * kSlotBytes, sizeof(T));
+  // A lane may read earlier width-groups but not later ones (CUDA programming guide, __shfl_xor_sync).
+  if (src / static_cast<unsigned>(width) <= segment && src < 32) std::memcpy(&out, all + src * kSlotBytes, sizeof(T));
   return out;
 }
 unsigned ballot(unsigned mask, int predicate);
 void syncwarp(unsigned mask);
 
-// Tensor-core operations (the fragment layouts are in warp_matrix.cpp).
+// Tensor-core operations (the fragment layouts are in warp.cpp).
 void ldmatrix_x4(uint32_t (&r)[4], const void* row_address, bool transpose);
 void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1, bool bf16);
 void cp_async_16(void* dst, const void* src, bool valid);

@@ -64,6 +64,7 @@ struct LaunchState {
   // Set by the fault handler before it jumps back to the scheduler.
   sigjmp_buf fault_jump;
   bool in_fiber = false;
+  bool eager_copies = false;  // cp.async lands at issue instead of at wait_group
   volatile uintptr_t fault_address = 0;
 };
 

@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -27,9 +28,11 @@ const unsigned char* warp_exchange(const char* op, unsigned mask, const void* mi
   detail::Thread& t = *st.current;
   detail::Warp& w = st.current_block.warps[t.warp];
   const unsigned full = w.lanes == kWarpSize ? 0xffffffffu : ((1u << w.lanes) - 1);
-  if (mask != full)
-    detail::fail(std::string(op) + " with mask 0x" + std::to_string(mask) +
-                 ": the emulator runs warp operations over the whole warp only");
+  if (mask != full) {
+    char hex[16];
+    std::snprintf(hex, sizeof hex, "%08x", mask);
+    detail::fail(std::string(op) + " with mask 0x" + hex + ": the emulator runs warp operations over the whole warp only");
+  }
   if (w.exited > 0)
     detail::fail(std::string(op) + " over the whole warp after " + std::to_string(w.exited) +
                  " of its lanes exited (undefined on a GPU)");
@@ -143,11 +146,18 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
   }
 }
 
-// cp.async: queued per thread, carried out at cp.async.wait_group (see simt.hpp).
+// cp.async: queued per thread and carried out at cp.async.wait_group, or at once when the launch's
+// schedule says eager (scheduler.cpp).
 void cp_async_16(void* dst, const void* src, bool valid) {
   if (reinterpret_cast<uintptr_t>(dst) % 16 != 0 || (valid && reinterpret_cast<uintptr_t>(src) % 16 != 0))
     detail::fail("cp.async 16: address not 16-byte aligned");
-  detail::state().current->uncommitted.push_back({dst, src, valid});
+  detail::LaunchState& st = detail::state();
+  if (st.eager_copies) {
+    if (valid) std::memcpy(dst, src, 16);
+    else std::memset(dst, 0, 16);
+    return;
+  }
+  st.current->uncommitted.push_back({dst, src, valid});
 }
 
 void cp_async_commit() {
