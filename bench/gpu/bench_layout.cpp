@@ -83,7 +83,7 @@ void check_gather_scatter(Context& ctx, int64_t channels) {
 }
 
 void time_convert(Context& ctx) {
-  const int64_t n = ctx.opt.quick ? (int64_t{64} << 20) : (int64_t{256} << 20);
+  const int64_t n = by_mode(ctx.opt, int64_t{256} << 20, int64_t{64} << 20, int64_t{1} << 16);
   DeviceBuffer src(static_cast<size_t>(n) * 4), dst(static_cast<size_t>(n) * 2);
   fill_normal(FORGE_DTYPE_F32, src.get(), n, ctx.rng.fork(), 0.f, 1.f, ctx.stream.get());
   poison(dst, ctx.stream.get());
@@ -96,9 +96,10 @@ void time_convert(Context& ctx) {
 }
 
 void time_gather_scatter(Context& ctx) {
-  const AgentTreeSpec spec = ctx.opt.quick ? AgentTreeSpec{8192, 1024, 16, 4} : AgentTreeSpec{32768, 4096, 16, 8};
+  const AgentTreeSpec spec =
+      by_mode(ctx.opt, AgentTreeSpec{32768, 4096, 16, 8}, AgentTreeSpec{8192, 1024, 16, 4}, AgentTreeSpec{512, 64, 4, 3});
   const Tree tree = agent_tree(spec, ctx.rng);
-  const int64_t n = tree.num_nodes, t = tree.input_tokens, c = 256;
+  const int64_t n = tree.num_nodes, t = tree.input_tokens, c = ctx.opt.smoke ? 64 : 256;
   const std::string shape = "N=" + std::to_string(n) + " T=" + std::to_string(t) + " C=" + std::to_string(c);
   DeviceBuffer d_node_of = upload_raw(tree.node_of, ctx.stream.get());
 
@@ -131,6 +132,7 @@ void time_gather_scatter(Context& ctx) {
 }  // namespace
 
 void run_layout(Context& ctx) {
+  // The checks keep their size with --smoke: the emulator runs them in well under a second.
   const forge_dtype pairs[][2] = {{FORGE_DTYPE_F32, FORGE_DTYPE_BF16}, {FORGE_DTYPE_F32, FORGE_DTYPE_F16},
                                   {FORGE_DTYPE_BF16, FORGE_DTYPE_F32}, {FORGE_DTYPE_F16, FORGE_DTYPE_F32},
                                   {FORGE_DTYPE_BF16, FORGE_DTYPE_F16}};

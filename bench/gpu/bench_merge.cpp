@@ -76,8 +76,8 @@ void check_csr(Context& ctx, int64_t rows, int32_t heads, int32_t dim) {
 }
 
 void time_pairwise(Context& ctx) {
-  const int64_t rows = ctx.opt.quick ? 8192 : 32768;
-  const int32_t heads = 32, dim = 128;
+  const int64_t rows = by_mode<int64_t>(ctx.opt, 32768, 8192, 256);
+  const int32_t heads = ctx.opt.smoke ? 4 : 32, dim = 128;
   const int64_t states = rows * heads, elems = states * dim;
   cudaStream_t s = ctx.stream.get();
   DeviceBuffer oa(elems * 4), ob(elems * 4), la(states * 4), lb(states * 4), o(elems * 4), l(states * 4);
@@ -90,7 +90,7 @@ void time_pairwise(Context& ctx) {
     GB_FORGE(forge_cuda_merge_states(rows, heads, dim, oa.as<float>(), la.as<float>(), ob.as<float>(), lb.as<float>(),
                                      o.as<float>(), l.as<float>(), ctx.stream.as_void()));
   });
-  const std::string shape = "rows=" + std::to_string(rows) + " H=32 D=128";
+  const std::string shape = "rows=" + std::to_string(rows) + " H=" + std::to_string(heads) + " D=128";
   check_written(ctx, kSection, "merge_states " + shape, FORGE_DTYPE_F32, "o", o.get(), elems);
   check_written(ctx, kSection, "merge_states " + shape, FORGE_DTYPE_F32, "lse", l.get(), states);
   record_bytes(ctx, kSection, "merge_states", shape, FORGE_DTYPE_F32, t, 3.0 * 4 * (elems + states),
@@ -98,8 +98,8 @@ void time_pairwise(Context& ctx) {
 }
 
 void time_csr(Context& ctx) {
-  const int64_t rows = ctx.opt.quick ? 4096 : 16384, per_row = 4, m = rows * per_row;
-  const int32_t heads = 32, dim = 128;
+  const int64_t rows = by_mode<int64_t>(ctx.opt, 16384, 4096, 128), per_row = 4, m = rows * per_row;
+  const int32_t heads = ctx.opt.smoke ? 4 : 32, dim = 128;
   std::vector<int64_t> offsets(static_cast<size_t>(rows) + 1);
   for (int64_t r = 0; r <= rows; ++r) offsets[r] = r * per_row;
   cudaStream_t s = ctx.stream.get();
@@ -112,7 +112,7 @@ void time_csr(Context& ctx) {
     GB_FORGE(forge_cuda_merge_states_csr(rows, heads, dim, d_off.as<int64_t>(), m, o_in.as<float>(), l_in.as<float>(),
                                          o.as<float>(), l.as<float>(), ctx.stream.as_void()));
   });
-  const std::string shape = "rows=" + std::to_string(rows) + " x4 H=32 D=128";
+  const std::string shape = "rows=" + std::to_string(rows) + " x4 H=" + std::to_string(heads) + " D=128";
   check_written(ctx, kSection, "merge_states_csr " + shape, FORGE_DTYPE_F32, "o", o.get(), rows * heads * dim);
   record_bytes(ctx, kSection, "merge_states_csr", shape, FORGE_DTYPE_F32, t,
                4.0 * (m + rows) * heads * (dim + 1) + 8.0 * (rows + 1), "input states read + output written");
@@ -121,6 +121,7 @@ void time_csr(Context& ctx) {
 }  // namespace
 
 void run_merge(Context& ctx) {
+  // The checks keep their size with --smoke: the emulator runs them in well under a second.
   run_case(ctx, kSection, "check pairwise D=128", [&] { check_pairwise(ctx, 777, 8, 128, false); });
   run_case(ctx, kSection, "check pairwise D=64", [&] { check_pairwise(ctx, 301, 4, 64, false); });
   run_case(ctx, kSection, "check pairwise in place", [&] { check_pairwise(ctx, 257, 8, 128, true); });

@@ -61,23 +61,27 @@ Timing measure_copy(const Stream& stream, size_t bytes, int warmup, int reps, ui
 
 }  // namespace
 
-Ceilings measure_ceilings(const Stream& stream, bool quick, int warmup, int reps, uint64_t seed) {
+Ceilings measure_ceilings(const Stream& stream, size_t copy_bytes, int gemm_n, bool emulator, int warmup, int reps,
+                          uint64_t seed) {
   Ceilings c;
-  // Far past any L2 (50-60 MB on Hopper), small enough for any card we run on.
   size_t free_bytes = 0, total_bytes = 0;
   GB_CUDA(cudaMemGetInfo(&free_bytes, &total_bytes));
-  size_t bytes = quick ? (size_t{1} << 30) : (size_t{2} << 30);
+  size_t bytes = copy_bytes;
   while (bytes > (size_t{64} << 20) && 3 * bytes > free_bytes) bytes /= 2;
   c.copy_bytes = static_cast<double>(bytes);
   c.copy_time = measure_copy(stream, bytes, warmup, reps, seed);
   c.copy_gbps = 2.0 * c.copy_bytes / (c.copy_time.median_ms * 1e-3) / 1e9;
 
+  if (emulator) {
+    c.gemm_note = "cuBLAS not used: the device is the CPU emulator";
+    return c;
+  }
   Cublas cublas;
   if (!cublas.load()) {
     c.gemm_note = "cuBLAS not loaded (" + cublas.tried + "); set FORGE_BENCH_CUBLAS to libcublas.so's path";
     return c;
   }
-  const int n = quick ? 4096 : 8192;
+  const int n = gemm_n;
   c.gemm_n = n;
   const size_t elems = static_cast<size_t>(n) * n;
   DeviceBuffer a(elems * 2), b(elems * 2), out(elems * 2);

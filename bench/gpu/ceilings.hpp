@@ -22,6 +22,10 @@ struct Ceilings {
   std::string gemm_note;
 };
 
-Ceilings measure_ceilings(const Stream& stream, bool quick, int warmup, int reps, uint64_t seed);
+// copy_bytes: the largest copy wanted (halved while three copies would not fit in free memory);
+// gemm_n: M = N = K. With `emulator` (the CPU emulator, cuda/simt/) cuBLAS is not opened: it would
+// look for a real GPU, and the emulator's pointers are host memory.
+Ceilings measure_ceilings(const Stream& stream, size_t copy_bytes, int gemm_n, bool emulator, int warmup, int reps,
+                          uint64_t seed);
 
 }  // namespace gpubench

@@ -1,11 +1,21 @@
+// Built by nvcc for a GPU, or as C++ for the CPU emulator (cuda/simt/prelude.hpp included first; see
+// CMakeLists.txt): launches go through FORGE_LAUNCH, which is kernel<<<...>>> under nvcc.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <cmath>
+
 #include "bench_common.hpp"
+#include "common/launch.cuh"
 #include "device_fill.hpp"
 
 namespace gpubench {
 namespace {
+
+#ifdef FORGE_SIMT
+// The host compiler has no cospif; the double-precision cosine is at least as accurate.
+inline float cospif(float x) { return static_cast<float>(std::cos(3.14159265358979323846 * static_cast<double>(x))); }
+#endif
 
 __device__ __forceinline__ uint64_t mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -43,7 +53,8 @@ __global__ void count_non_finite_kernel(const Bits* src, int64_t n, unsigned lon
   unsigned long long local = 0;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     local += (src[i] & kExpMask) == kExpMask;
-  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_down_sync(0xFFFFFFFFu, local, offset);
+  // Butterfly sum: every lane ends with the warp's total (lane 0's is the one added).
+  for (int offset = 16; offset > 0; offset >>= 1) local += __shfl_xor_sync(0xFFFFFFFFu, local, offset);
   if ((threadIdx.x & 31) == 0 && local) atomicAdd(count, local);
 }
 
@@ -64,13 +75,13 @@ void fill_normal(forge_dtype dtype, void* dst, int64_t n, uint64_t seed, float m
   const unsigned grid = grid_for(n);
   switch (dtype) {
     case FORGE_DTYPE_F32:
-      fill_normal_kernel<<<grid, 256, 0, stream>>>(static_cast<float*>(dst), n, seed, mean, std);
+      FORGE_LAUNCH(grid, 256, 0, stream, fill_normal_kernel<float>)(static_cast<float*>(dst), n, seed, mean, std);
       break;
     case FORGE_DTYPE_BF16:
-      fill_normal_kernel<<<grid, 256, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, seed, mean, std);
+      FORGE_LAUNCH(grid, 256, 0, stream, fill_normal_kernel<__nv_bfloat16>)(static_cast<__nv_bfloat16*>(dst), n, seed, mean, std);
       break;
     case FORGE_DTYPE_F16:
-      fill_normal_kernel<<<grid, 256, 0, stream>>>(static_cast<__half*>(dst), n, seed, mean, std);
+      FORGE_LAUNCH(grid, 256, 0, stream, fill_normal_kernel<__half>)(static_cast<__half*>(dst), n, seed, mean, std);
       break;
   }
   cuda_check_launch("fill_normal_kernel");
@@ -83,11 +94,14 @@ int64_t count_non_finite(forge_dtype dtype, const void* src, int64_t n, cudaStre
   GB_CUDA(cudaMemsetAsync(count, 0, sizeof(*count), stream));
   const unsigned grid = grid_for(n);
   if (dtype == FORGE_DTYPE_F32)
-    count_non_finite_kernel<uint32_t, 0x7F800000u><<<grid, 256, 0, stream>>>(static_cast<const uint32_t*>(src), n, count);
+    FORGE_LAUNCH(grid, 256, 0, stream, count_non_finite_kernel<uint32_t, 0x7F800000u>)(
+        static_cast<const uint32_t*>(src), n, count);
   else if (dtype == FORGE_DTYPE_BF16)
-    count_non_finite_kernel<uint16_t, 0x7F80u><<<grid, 256, 0, stream>>>(static_cast<const uint16_t*>(src), n, count);
+    FORGE_LAUNCH(grid, 256, 0, stream, count_non_finite_kernel<uint16_t, 0x7F80u>)(
+        static_cast<const uint16_t*>(src), n, count);
   else
-    count_non_finite_kernel<uint16_t, 0x7C00u><<<grid, 256, 0, stream>>>(static_cast<const uint16_t*>(src), n, count);
+    FORGE_LAUNCH(grid, 256, 0, stream, count_non_finite_kernel<uint16_t, 0x7C00u>)(
+        static_cast<const uint16_t*>(src), n, count);
   cuda_check_launch("count_non_finite_kernel");
   unsigned long long host = 0;
   GB_CUDA(cudaMemcpyAsync(&host, count, sizeof(host), cudaMemcpyDeviceToHost, stream));

@@ -1,5 +1,6 @@
 #include "host_data.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -128,7 +129,7 @@ void poison(DeviceBuffer& buffer, cudaStream_t stream) {
   if (buffer.bytes() > 0) GB_CUDA(cudaMemsetAsync(buffer.get(), 0xFF, buffer.bytes(), stream));
 }
 
-Comparison compare(const std::vector<float>& got, const std::vector<float>& ref) {
+Comparison compare(const std::vector<float>& got, const std::vector<float>& ref, double rms_floor) {
   Comparison c;
   c.count = static_cast<int64_t>(ref.size());
   if (got.size() != ref.size()) {
@@ -137,6 +138,7 @@ Comparison compare(const std::vector<float>& got, const std::vector<float>& ref)
     return c;
   }
   double diff2 = 0, ref2 = 0;
+  int64_t finite = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     const double r = ref[i], g = got[i];
     if (!std::isfinite(r)) {
@@ -149,7 +151,9 @@ Comparison compare(const std::vector<float>& got, const std::vector<float>& ref)
     }
     diff2 += (g - r) * (g - r);
     ref2 += r * r;
+    ++finite;
   }
+  ref2 = std::max(ref2, rms_floor * rms_floor * static_cast<double>(finite));
   c.rel_err = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
   return c;
 }

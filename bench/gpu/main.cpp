@@ -1,5 +1,7 @@
 // forge_gpu_bench: checks every CUDA kernel of libforge_kernels against its CPU kernel on fresh random
 // inputs, then times the large problems with CUDA events against ceilings measured in the same run.
+// --smoke runs every check and timing path on tiny problems: on the CPU emulator (cuda/simt/, CI) that
+// proves the program before a GPU is lent; its times are then host times and labelled so.
 // Exit status: 0 all checks passed; 1 a check failed or a case raised an error; 2 bad usage;
 // 3 no usable GPU (the message says why). Targets missed are reported, not failures.
 #include <cuda_runtime.h>
@@ -23,14 +25,15 @@ using namespace gpubench;
 namespace {
 
 const char* kUsage =
-    "usage: forge_gpu_bench [--quick] [--seed N] [--reps N] [--warmup N] [--sections LIST] [--jsonl PATH]\n"
+    "usage: forge_gpu_bench [--quick | --smoke] [--seed N] [--reps N] [--warmup N] [--sections LIST] [--jsonl PATH]\n"
     "  --sections  comma list of layout,merge,cispo,attention (default: all)\n"
     "  --quick     fewer checks, smaller secondary problems; target problems stay full size\n"
+    "  --smoke     every check and timing on tiny problems, 1 warm-up, 3 reps (the CPU emulator; targets not judged)\n"
     "  --seed      input seed (default: fresh each run, or FORGE_TEST_SEED; printed either way)\n"
     "  --jsonl     append this run's results as one JSON line\n";
 
 bool parse(int argc, char** argv, Options& opt) {
-  bool seeded = false;
+  bool seeded = false, warmup_set = false, reps_set = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&](const char* name) -> const char* {
@@ -39,15 +42,22 @@ bool parse(int argc, char** argv, Options& opt) {
     };
     if (a == "--quick") opt.quick = true;
     else if (a == "--seed") opt.seed = std::strtoull(value("--seed"), nullptr, 10), seeded = true;
-    else if (a == "--reps") opt.reps = std::atoi(value("--reps"));
-    else if (a == "--warmup") opt.warmup = std::atoi(value("--warmup"));
+    else if (a == "--smoke") opt.smoke = true;
+    else if (a == "--reps") opt.reps = std::atoi(value("--reps")), reps_set = true;
+    else if (a == "--warmup") opt.warmup = std::atoi(value("--warmup")), warmup_set = true;
     else if (a == "--sections") opt.sections = value("--sections");
     else if (a == "--jsonl") opt.jsonl = value("--jsonl");
     else if (a == "--help" || a == "-h") return false;
     else throw BenchError("unknown argument '" + a + "'");
   }
-  if (opt.reps < 20 && !opt.quick) throw BenchError("--reps: at least 20 (the median of many)");
-  if (opt.reps < 5 || opt.warmup < 1) throw BenchError("--reps >= 5 and --warmup >= 1");
+  if (opt.quick && opt.smoke) throw BenchError("--quick and --smoke: choose one");
+  if (opt.smoke) {
+    if (!warmup_set) opt.warmup = 1;
+    if (!reps_set) opt.reps = 3;
+  }
+  if (opt.reps < 20 && !opt.quick && !opt.smoke) throw BenchError("--reps: at least 20 (the median of many)");
+  if (opt.reps < (opt.smoke ? 1 : 5) || opt.warmup < 1)
+    throw BenchError(opt.smoke ? "--reps >= 1 and --warmup >= 1" : "--reps >= 5 and --warmup >= 1");
   if (!seeded) {
     if (const char* env = std::getenv("FORGE_TEST_SEED")) opt.seed = std::strtoull(env, nullptr, 10);
     else opt.seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^
@@ -70,7 +80,8 @@ std::string header(const Context& ctx) {
   const Ceilings& c = ctx.ceil;
   std::ostringstream o;
   o << "\"tool\":\"forge_gpu_bench\",\"date\":" << json_string(date) << ",\"sections\":" << json_string(ctx.opt.sections)
-    << ",\"quick\":" << (ctx.opt.quick ? "true" : "false") << ",\"seed\":" << ctx.opt.seed
+    << ",\"quick\":" << (ctx.opt.quick ? "true" : "false") << ",\"smoke\":" << (ctx.opt.smoke ? "true" : "false")
+    << ",\"emulator\":" << (ctx.emulator ? "true" : "false") << ",\"seed\":" << ctx.opt.seed
     << ",\"reps\":" << ctx.opt.reps << ",\"abi\":" << forge_abi_version()
     << ",\"device\":{\"name\":" << json_string(ctx.props.name) << ",\"cc\":\"" << ctx.props.major << "."
     << ctx.props.minor << "\",\"sms\":" << ctx.props.multiprocessors << ",\"memory\":" << ctx.props.total_memory
@@ -97,7 +108,7 @@ int main(int argc, char** argv) {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf("forge_gpu_bench: libforge_kernels ABI %d, CUDA compiled: %s, seed %llu%s\n", forge_abi_version(),
               forge_cuda_compiled() ? "yes" : "no", static_cast<unsigned long long>(opt.seed),
-              opt.quick ? " (quick)" : "");
+              opt.quick ? " (quick)" : opt.smoke ? " (smoke)" : "");
   const char* reason = nullptr;
   if (forge_cuda_device_count(&reason) == 0) {
     std::fprintf(stderr, "forge_gpu_bench: no usable GPU: %s\n", reason && *reason ? reason : "unknown reason");
@@ -111,14 +122,22 @@ int main(int argc, char** argv) {
     ctx->opt = opt;
     ctx->rng = Rng(opt.seed);
     GB_FORGE(forge_cuda_get_device_props(0, &ctx->props));
+    ctx->emulator = std::strstr(ctx->props.name, "emulator") != nullptr;
     int l2 = 0;
     GB_CUDA(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0));
     ctx->l2_bytes = l2;
     std::printf("device: %s, cc %d.%d, %d SMs, %.1f GiB, L2 %.0f MB\n", ctx->props.name, ctx->props.major,
                 ctx->props.minor, ctx->props.multiprocessors, ctx->props.total_memory / 1073741824.0, l2 / 1e6);
-    ctx->ceil = measure_ceilings(ctx->stream, opt.quick, opt.warmup, opt.reps, ctx->rng.fork());
-    std::printf("ceilings: copy %.0f GB/s (%.2f GB copied, read+write counted); gemm %.0f TFLOP/s (%s)\n",
-                ctx->ceil.copy_gbps, ctx->ceil.copy_bytes / 1e9, ctx->ceil.gemm_tflops, ctx->ceil.gemm_note.c_str());
+    if (ctx->emulator)
+      std::printf("THE DEVICE IS THE CPU EMULATOR: the checks are real, every time and rate below is host time\n");
+    // The copy far past any L2 (50-60 MB on Hopper), small enough for any card we run on; --smoke's
+    // 8 MiB sits inside the L2 (a first look, no target judged).
+    const size_t copy_bytes = by_mode(opt, size_t{2} << 30, size_t{1} << 30, size_t{8} << 20);
+    ctx->ceil = measure_ceilings(ctx->stream, copy_bytes, by_mode(opt, 8192, 4096, 1024), ctx->emulator, opt.warmup,
+                                 opt.reps, ctx->rng.fork());
+    std::printf("ceilings%s: copy %.0f GB/s (%.2f GB copied, read+write counted); gemm %.0f TFLOP/s (%s)\n",
+                ctx->emulator ? " (emulator, host time)" : "", ctx->ceil.copy_gbps, ctx->ceil.copy_bytes / 1e9,
+                ctx->ceil.gemm_tflops, ctx->ceil.gemm_note.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "forge_gpu_bench: setup failed: %s\n", e.what());
     return 1;

@@ -61,12 +61,18 @@ void Report::print(FILE* out) const {
                    c.pass ? "ok" : "FAIL");
   }
   if (!times_.empty()) {
+    if (times_.front().emulated)
+      std::fprintf(out, "\n  TIMED ON THE CPU EMULATOR: host time, not a GPU result; no ratios (emu)");
     std::fprintf(out, "\n  %-44s %-5s %9s %9s %-8s %6s  %s\n", "timing (median)", "dtype", "ms", "rate", "unit",
                  "ratio", "counted");
-    for (const TimeRow& t : times_)
-      std::fprintf(out, "  %-44s %-5s %9.4g %9.4g %-8s %5.0f%%  %s%s%s\n", (t.name + " " + t.shape).c_str(),
-                   t.dtype.c_str(), t.time.median_ms, t.value, t.unit.c_str(), 100 * t.ratio, t.counted.c_str(),
+    for (const TimeRow& t : times_) {
+      char ratio[16];
+      if (t.emulated) std::snprintf(ratio, sizeof ratio, "%6s", "emu");
+      else std::snprintf(ratio, sizeof ratio, "%5.0f%%", 100 * t.ratio);
+      std::fprintf(out, "  %-44s %-5s %9.4g %9.4g %-8s %s  %s%s%s\n", (t.name + " " + t.shape).c_str(),
+                   t.dtype.c_str(), t.time.median_ms, t.value, t.unit.c_str(), ratio, t.counted.c_str(),
                    t.flag.empty() ? "" : "  !! ", t.flag.c_str());
+    }
   }
   for (const TargetRow& t : targets_)
     std::fprintf(out, "\n  target %s: %s -> %.0f%% (%s)\n", t.name.c_str(), t.goal.c_str(), 100 * t.ratio,
@@ -95,7 +101,8 @@ std::string Report::json(const std::string& header) const {
       << ",\"max_ms\":" << json_number(t.time.max_ms) << ",\"reps\":" << t.time.reps
       << ",\"unit\":" << json_string(t.unit) << ",\"value\":" << json_number(t.value)
       << ",\"ceiling\":" << json_string(t.ceiling) << ",\"ratio\":" << json_number(t.ratio)
-      << ",\"counted\":" << json_string(t.counted) << ",\"flag\":" << json_string(t.flag) << "}";
+      << ",\"counted\":" << json_string(t.counted) << ",\"flag\":" << json_string(t.flag)
+      << ",\"emulated\":" << (t.emulated ? "true" : "false") << "}";
   }
   o << "],\"targets\":[";
   for (size_t i = 0; i < targets_.size(); ++i) {

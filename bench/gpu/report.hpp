@@ -29,6 +29,7 @@ struct TimeRow {
   double ratio = 0;        // value / ceiling (0 when the ceiling is unknown)
   std::string counted;     // how the FLOPs or bytes were counted
   std::string flag;        // e.g. a rate above the ceiling, which means a timing or counting error
+  bool emulated = false;   // timed on the CPU emulator: host time, no ratio, not a GPU result
 };
 
 struct TargetRow {

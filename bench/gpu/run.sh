@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # forge-rl GPU bench in one command: build (Release, sm_90), check every CUDA kernel against the CPU
 # kernels, time them against ceilings measured in the same run, compare with PyTorch.
-#   bash bench/gpu/run.sh [--quick] [--skip-build] [--no-torch]
-# Output folder: $OUT if set, else bench/gpu/out/: gpu_bench.log (everything, build included),
-# gpu_bench.jsonl (C++ results, one line per section), torch_bench.json, results.md (an entry for
-# bench/RESULTS.md). The short table comes last on stdout.
-# Exit status: 0 all checks passed; 1 a check failed, a section crashed or the build failed; 3 no GPU.
+#   bash bench/gpu/run.sh [--quick | --emulator] [--skip-build] [--no-torch]
+# --emulator: no GPU needed; builds for the CPU emulator of cuda/simt/ into bench/gpu/build-simt and
+# runs every section with --smoke (tiny problems, real checks, host times labelled as such), no torch.
+# Output folder: $OUT if set, else bench/gpu/out/ (out-simt/ with --emulator): gpu_bench.log
+# (everything, build included), gpu_bench.jsonl (C++ results, one line per section), torch_bench.json,
+# results.md (an entry for bench/RESULTS.md). The short table comes last on stdout.
+# Exit status: 0 all checks passed; 1 a check failed, a section crashed or the build failed; 2 bad
+# arguments; 3 no GPU.
 # Environment: FORGE_COMMIT (recorded; default git rev-parse), FORGE_TEST_SEED (inputs; default fresh),
 # FORGE_BENCH_BUDGET (seconds for the whole script, build included, default 450: each step's limit is
 # cut to what is left, so the summary is always written), FORGE_BENCH_SECTION_TIMEOUT (120),
@@ -13,20 +16,31 @@
 set -u -o pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-OUTDIR=${OUT:-$HERE/out}
 BUILD_DIR=$HERE/build
 QUICK=""
 BUILD=1
 TORCH=1
+EMULATOR=0
 for arg in "$@"; do
   case $arg in
     --quick) QUICK=--quick ;;
+    --emulator) EMULATOR=1 ;;
     --skip-build) BUILD=0 ;;
     --no-torch) TORCH=0 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument '$arg'" >&2; exit 2 ;;
   esac
 done
+CMAKE_FLAGS=()
+if [ "$EMULATOR" = 1 ]; then
+  [ -z "$QUICK" ] || { echo "run.sh: --quick and --emulator: choose one (--emulator runs --smoke)" >&2; exit 2; }
+  BUILD_DIR=$HERE/build-simt
+  CMAKE_FLAGS=(-DFORGE_SIMT=on)
+  QUICK=--smoke
+  TORCH=0
+fi
+# The emulator's results go elsewhere by default, never over a GPU run's.
+OUTDIR=${OUT:-$HERE/$([ "$EMULATOR" = 1 ] && echo out-simt || echo out)}
 
 mkdir -p "$OUTDIR"
 LOG=$OUTDIR/gpu_bench.log
@@ -42,8 +56,10 @@ limit() { local left=$((DEADLINE - $(date +%s) - 15)); echo $(( left < $1 ? left
 
 {
   echo "== machine"
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
-    --format=csv 2>&1 || true
+  if [ "$EMULATOR" = 1 ]; then echo "no GPU: the CPU emulator of cuda/simt/ (--emulator)"; else
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,temperature.gpu,power.draw \
+      --format=csv 2>&1 || true
+  fi
   nvcc --version 2>&1 | tail -1 || true
   cmake --version 2>&1 | head -1 || true
   nproc
@@ -58,7 +74,7 @@ if [ "$BUILD" = 1 ]; then
   if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then GENERATOR=(-G Ninja); fi
   log "configure + build into $BUILD_DIR (log: $LOG)"
   T0=$(date +%s)
-  if ! { cmake -S "$HERE" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release &&
+  if ! { cmake -S "$HERE" -B "$BUILD_DIR" "${GENERATOR[@]}" "${CMAKE_FLAGS[@]}" -DCMAKE_BUILD_TYPE=Release &&
          cmake --build "$BUILD_DIR" -j "$(nproc)"; } >> "$LOG" 2>&1; then
     log "BUILD FAILED; the end of the log:"
     tail -40 "$LOG"

@@ -16,6 +16,11 @@ void run_case(Context& ctx, const std::string& section, const std::string& name,
 }
 
 static void record(Context& ctx, TimeRow row, double ceiling) {
+  if (ctx.emulator) {
+    row.emulated = true;
+    ctx.report.time(std::move(row));
+    return;
+  }
   row.ratio = ceiling > 0 ? row.value / ceiling : 0;
   if (ceiling > 0 && row.ratio > 1.05)
     row.flag = "above the measured ceiling: the work escaped the timed stream, or the count is wrong";
@@ -34,6 +39,16 @@ void record_bytes(Context& ctx, const std::string& section, const std::string& n
   TimeRow row{section, name, shape, dtype_name(dtype), t, "GB/s", bytes / (t.median_ms * 1e-3) / 1e9, "copy",
               0, counted, ""};
   record(ctx, std::move(row), ctx.ceil.copy_gbps);
+}
+
+void record_target(Context& ctx, const std::string& name, const std::string& goal, double threshold) {
+  if (ctx.emulator || ctx.opt.smoke) {
+    ctx.report.note("target " + name + " (" + goal + "): not judged " +
+                    (ctx.emulator ? "on the CPU emulator" : "on --smoke's tiny problems"));
+    return;
+  }
+  const double ratio = ctx.report.times().back().ratio;
+  ctx.report.target({name, goal, ratio, threshold, ratio >= threshold});
 }
 
 bool check_written(Context& ctx, const std::string& section, const std::string& name, forge_dtype dtype,

@@ -33,7 +33,13 @@ def build(sections, torch, commit):
     gpu = dev.get("name") or (torch or {}).get("device", "unknown GPU")
     date = (sections[0] if sections else torch or {}).get("date", "")[:10]
     md, short, failed = [], [], False
-    md.append(f"## {date} · {gpu} · commit {commit} · GPU bench (bench/gpu/run.sh)\n")
+    emulated = any(s.get("emulator") for s in sections)
+    md.append(f"## {date} · {gpu} · commit {commit} · GPU bench (bench/gpu/run.sh{' --emulator' if emulated else ''})\n")
+    if emulated:
+        note = ("ON THE CPU EMULATOR (cuda/simt/), tiny problems (--smoke): the correctness checks are real; "
+                "every time and rate is host time, NOT a GPU result, and no target is judged.")
+        md.append(note + "\n")
+        short.append(note)
     if sections:
         copies = [s["ceilings"]["copy_gbps"] for s in sections if s["ceilings"].get("copy_gbps")]
         gemms = [s["ceilings"]["gemm_tflops"] for s in sections if s["ceilings"].get("gemm_tflops")]
@@ -64,11 +70,14 @@ def build(sections, torch, commit):
         short.append(f"{'problem':58} {'dtype':5} {'ms':>8} {'rate':>12} {'ceiling':>8}")
         for s in sections:
             for t in s["timings"]:
+                emu = t.get("emulated")
+                share = "emulator: host time" if emu else f"{pct(t['ratio'])} of {t['ceiling']}"
                 md.append(f"| {t['section']} | {t['name']} {t['shape']} | {t['dtype']} | {num(t['median_ms'])} | "
-                          f"{num(t['value'])} {t['unit']} | {pct(t['ratio'])} of {t['ceiling']} | {t['counted']}"
+                          f"{num(t['value'])} {t['unit']} | {share} | {t['counted']}"
                           f"{' **' + t['flag'] + '**' if t['flag'] else ''} |")
                 short.append(f"{(t['name'] + ' ' + t['shape'])[:58]:58} {t['dtype']:5} {num(t['median_ms']):>8} "
-                             f"{num(t['value']) + ' ' + t['unit']:>12} {pct(t['ratio']):>8}{' !' if t['flag'] else ''}")
+                             f"{num(t['value']) + ' ' + t['unit']:>12} {'emu' if emu else pct(t['ratio']):>8}"
+                             f"{' !' if t['flag'] else ''}")
         targets = [t for s in sections for t in s["targets"]]
     else:
         targets = []

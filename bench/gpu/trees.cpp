@@ -111,10 +111,14 @@ Tree random_fork_tree(int64_t target_nodes, Rng& rng) {
   constexpr int32_t kSmallVocab = 64;
   std::vector<std::vector<int32_t>> samples;
   int64_t new_tokens = 0;  // an upper bound on the nodes made so far
+  // Roots up to ~400 tokens and forks adding up to 160, scaled down for small trees so that they
+  // still hold several calls (forks) rather than one long root.
+  const int64_t root_span = std::clamp<int64_t>(target_nodes / 4, 8, 384);
+  const int64_t fork_span = std::clamp<int64_t>(target_nodes / 8, 4, 160);
   while (new_tokens < target_nodes) {
     const double r = rng.uniform();
     if (samples.empty() || r < 0.08) {  // a fresh root: the forest grows a tree
-      const int64_t len = 16 + rng.below(384);
+      const int64_t len = 16 + rng.below(root_span);
       samples.push_back(random_tokens(rng, len, kSmallVocab));
       new_tokens += len;
     } else if (r < 0.13) {  // an exact duplicate call
@@ -123,7 +127,7 @@ Tree random_fork_tree(int64_t target_nodes, Rng& rng) {
       const std::vector<int32_t>& base = samples[static_cast<size_t>(rng.below(static_cast<int64_t>(samples.size())))];
       const int64_t cut = 1 + rng.below(static_cast<int64_t>(base.size()));
       std::vector<int32_t> call(base.begin(), base.begin() + cut);
-      const int64_t extra = 1 + rng.below(160);
+      const int64_t extra = 1 + rng.below(fork_span);
       const std::vector<int32_t> tail = random_tokens(rng, extra, kSmallVocab);
       call.insert(call.end(), tail.begin(), tail.end());
       samples.push_back(std::move(call));
