@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # forge-rl GPU bench in one command: build (Release, sm_90), check every CUDA kernel against the CPU
 # kernels, time them against ceilings measured in the same run, compare with PyTorch.
-#   bash bench/gpu/run.sh [--quick | --emulator] [--skip-build] [--no-torch]
+#   bash bench/gpu/run.sh [--quick | --smoke | --emulator] [--skip-build] [--no-torch]
+# --smoke: on the GPU, every check on tiny problems and each timing path once, no torch (about a
+# minute, build included): a first look before the full bench's budget is spent.
 # --emulator: no GPU needed; builds for the CPU emulator of cuda/simt/ into bench/gpu/build-simt and
 # runs every section with --smoke (tiny problems, real checks, host times labelled as such), no torch.
 # Output folder: $OUT if set, else bench/gpu/out/ (out-simt/ with --emulator): gpu_bench.log
@@ -23,7 +25,9 @@ TORCH=1
 EMULATOR=0
 for arg in "$@"; do
   case $arg in
-    --quick) QUICK=--quick ;;
+    --quick | --smoke)
+      [ -z "$QUICK" ] || [ "$QUICK" = "$arg" ] || { echo "run.sh: --quick and --smoke: choose one" >&2; exit 2; }
+      QUICK=$arg ;;
     --emulator) EMULATOR=1 ;;
     --skip-build) BUILD=0 ;;
     --no-torch) TORCH=0 ;;
@@ -32,8 +36,9 @@ for arg in "$@"; do
   esac
 done
 CMAKE_FLAGS=()
+[ "$QUICK" != --smoke ] || TORCH=0
 if [ "$EMULATOR" = 1 ]; then
-  [ -z "$QUICK" ] || { echo "run.sh: --quick and --emulator: choose one (--emulator runs --smoke)" >&2; exit 2; }
+  [ "$QUICK" != --quick ] || { echo "run.sh: --quick and --emulator: choose one (--emulator runs --smoke)" >&2; exit 2; }
   BUILD_DIR=$HERE/build-simt
   CMAKE_FLAGS=(-DFORGE_SIMT=on)
   QUICK=--smoke
