@@ -18,11 +18,13 @@ export interface FlagSpec {
   /** Placeholder of the value in the help, e.g. "<n>". */
   value?: string;
   short?: string;
+  /** A string flag that may be given several times (its value is then a string[]). */
+  multiple?: boolean;
   help: string;
 }
 
 export type FlagTable = Record<string, FlagSpec>;
-export type FlagValues = Record<string, string | boolean | undefined>;
+export type FlagValues = Record<string, string | boolean | string[] | undefined>;
 
 /** Where a command writes: lines to stdout (results) and stderr (progress, warnings, errors). */
 export interface CliIO {
@@ -45,8 +47,9 @@ export function parseFlags(
   flags: FlagTable,
   { positionals = false }: { positionals?: boolean } = {},
 ): { values: FlagValues; positionals: string[] } {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [name, spec] of Object.entries(flags)) options[name] = spec.short ? { type: spec.type, short: spec.short } : { type: spec.type };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [name, spec] of Object.entries(flags))
+    options[name] = { type: spec.type, ...(spec.short ? { short: spec.short } : {}), ...(spec.multiple ? { multiple: true } : {}) };
   try {
     const parsed = parseArgs({ args: [...argv], options, strict: true, allowPositionals: positionals });
     return { values: parsed.values as FlagValues, positionals: parsed.positionals };

@@ -3,11 +3,13 @@
 // 2 a usage error (unknown flag, bad value), which names the flag.
 import { CliUsageError, type CliIO, processIO } from './args.js';
 import { gatewayCommand } from './gateway.js';
+import { poolCommand } from './pool.js';
 import { preflightCommand } from './preflight.js';
 
 const COMMANDS: Record<string, { summary: string; run: (argv: readonly string[], io: CliIO) => Promise<number> }> = {
   gateway: { summary: 'serve agents (OpenAI / Anthropic protocols) and record every call token-exact', run: gatewayCommand },
   preflight: { summary: 'run an agent a few times through a gateway and report what would ruin training', run: preflightCommand },
+  pool: { summary: 'inspect a data pool file (stats) and prune what training has used (prune)', run: (argv, io) => poolCommand(argv, io) },
 };
 
 export const MAIN_HELP = [

@@ -5,6 +5,7 @@ export * from './types.js';
 export { PoolError, PoolErrorCode, poolErrorStatus, isPoolError } from './errors.js';
 export { MemoryStore, type MemoryStoreOptions } from './memoryStore.js';
 export { SqliteStore, type SqliteStoreOptions } from './sqliteStore.js';
+export { isPrunedCall, PRUNED_REASON } from './retention.js';
 export {
   type CallJson,
   type ExportedTrajectory,

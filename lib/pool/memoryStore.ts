@@ -1,14 +1,16 @@
 // The in-memory PoolStore: the same contract as SqliteStore, without a disk, for tests and for runs
 // that need no durability. It keeps the normalised rows of lib/pool/validate.ts (JSON as text, token
 // arrays as private copies) and hands out fresh copies, so a caller can never change what is stored.
+// Retention (prune) is in memoryRetention.ts.
 import { randomUUID } from 'node:crypto';
 
 import { expectInt } from '../validate.js';
 import { PoolError, PoolErrorCode } from './errors.js';
+import { memoryStats, pruneMemory } from './memoryRetention.js';
 import {
   type AbandonQuery, type CallRecord, DEFAULT_REWARD_VERSION, type GroupRecord, type GroupStatus, type NewCall,
   type NewGroup, type NewPolicyVersion, type NewReward, type NewSession, type NewTask, type PolicyVersionRecord,
-  type PoolStats, type PoolStore, type RewardRecord, type SessionQuery, type SessionRecord, type SessionStatus,
+  type PoolStats, type PoolStore, type PruneQuery, type PruneResult, type RewardRecord, type SessionQuery, type SessionRecord, type SessionStatus,
   type TaskRecord, type Trajectory, type TrajectoryQuery,
 } from './types.js';
 import {
@@ -17,15 +19,17 @@ import {
   requireClosed, requireOpen, resolvePrefix, type RewardRow, type SessionRow, type TaskRow, versionRange,
 } from './validate.js';
 
-interface StoredCall extends CallRow {
+export interface StoredCall extends CallRow {
   sessionId: string;
   index: number;
   sharedTokens: number;
   relation: CallRecord['relation'];
 }
 
-interface StoredSession extends SessionRow {
+export interface StoredSession extends SessionRow {
   status: SessionStatus;
+  /** Removed by a prune (keep 'nothing'); stays in the close-order list so closeSeq keeps counting up. */
+  removed?: boolean;
   owner: string;
   endedAt: number | null;
   closeSeq: number | null;
@@ -241,6 +245,7 @@ export class MemoryStore implements PoolStore {
     const out: SessionRecord[] = [];
     for (const s of source) {
       if (q.limit !== undefined && out.length >= q.limit) break;
+      if (s.removed) continue;
       if (q.status !== undefined && s.status !== q.status) continue;
       if (q.taskId !== undefined && s.taskId !== q.taskId) continue;
       if (q.groupId !== undefined && s.groupId !== q.groupId) continue;
@@ -279,6 +284,7 @@ export class MemoryStore implements PoolStore {
       this.live();
       const s = this.closed[i];
       if (query.untilSeq !== undefined && s.closeSeq! > query.untilSeq) break;
+      if (s.removed) continue;
       if (query.taskId !== undefined && s.taskId !== query.taskId) continue;
       if (query.groupId !== undefined && s.groupId !== query.groupId) continue;
       if (version !== undefined && query.rewarded !== undefined && (this.rewards.get(s.id)?.has(version) ?? false) !== query.rewarded) continue;
@@ -353,7 +359,7 @@ export class MemoryStore implements PoolStore {
     return this.policyVersions.map(policyRecord);
   }
 
-  async stats(): Promise<PoolStats> {
+  async stats(options: { storage?: boolean } = {}): Promise<PoolStats> {
     this.live();
     const sessions: Record<SessionStatus, number> = { open: 0, closed: 0, failed: 0, abandoned: 0 };
     let calls = 0;
@@ -363,7 +369,16 @@ export class MemoryStore implements PoolStore {
     }
     let rewards = 0;
     for (const v of this.rewards.values()) rewards += v.size;
-    return { tasks: this.tasks.size, groups: this.groups.size, sessions, calls, rewards, policyVersions: this.policyVersions.length };
+    const stats = { tasks: this.tasks.size, groups: this.groups.size, sessions, calls, rewards, policyVersions: this.policyVersions.length };
+    return options?.storage === true ? { ...stats, ...memoryStats(this.sessions.values()) } : stats;
+  }
+
+  async prune(query: PruneQuery): Promise<PruneResult> {
+    this.live();
+    return pruneMemory(
+      { tasks: this.tasks, groups: this.groups, sessions: this.sessions, callSession: this.callSession, rewards: this.rewards, live: () => this.live() },
+      query,
+    );
   }
 
   async close(): Promise<void> {

@@ -9,6 +9,8 @@
 // With syncOnClose (default true), closing a session, failing it and writing a reward run under
 // synchronous=FULL, whose fsync of the WAL also covers the calls written before it: a completed
 // session survives a power cut too, while the many call writes skip the fsync.
+//
+// Retention (prune) and the storage statistics are in sqliteRetention.ts.
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 
@@ -16,11 +18,12 @@ import { rangeError, typeError } from '../errors.js';
 import { expectInt } from '../validate.js';
 import { PoolError, PoolErrorCode } from './errors.js';
 import { type Database, openDatabase, type Statement, storageError } from './sqliteDriver.js';
+import { CLOSE_SEQ_FLOOR_KEY, pruneSqlite, type SqliteAccess, sqliteStats } from './sqliteRetention.js';
 import * as db from './sqliteSchema.js';
 import {
   type AbandonQuery, type CallRecord, DEFAULT_REWARD_VERSION, type GroupRecord, type GroupStatus, type NewCall,
   type NewGroup, type NewPolicyVersion, type NewReward, type NewSession, type NewTask, type PolicyVersionRecord,
-  type PoolStats, type PoolStore, type RewardRecord, type SessionQuery, type SessionRecord, type SessionStatus,
+  type PoolStats, type PoolStore, type PruneQuery, type PruneResult, type RewardRecord, type SessionQuery, type SessionRecord,
   type TaskRecord, type Trajectory, type TrajectoryQuery,
 } from './types.js';
 import {
@@ -39,6 +42,8 @@ export interface SqliteStoreOptions {
   syncOnClose?: boolean;
   /** How long a write waits for another process's write lock, ms (default 5000). */
   busyTimeoutMs?: number;
+  /** Refuse to create the file: it must exist and be a forge-rl pool (default true: create when absent). */
+  create?: boolean;
 }
 
 export class SqliteStore implements PoolStore {
@@ -66,7 +71,8 @@ export class SqliteStore implements PoolStore {
       throw rangeError(`options.synchronous: expected normal or full, got ${String(options.synchronous)}`);
     const busyTimeoutMs = options.busyTimeoutMs === undefined ? 5000 : expectInt('options.busyTimeoutMs', options.busyTimeoutMs, 0);
     const owner = options.owner === undefined ? `${os.hostname()}:${process.pid}:${randomUUID().slice(0, 8)}` : checkId('options.owner', options.owner);
-    const handle = openDatabase(path, { busyTimeoutMs, synchronous: options.synchronous === 'full' ? 'FULL' : 'NORMAL' });
+    if (options.create !== undefined && typeof options.create !== 'boolean') throw typeError(`options.create: expected a boolean, got ${typeof options.create}`);
+    const handle = openDatabase(path, { busyTimeoutMs, synchronous: options.synchronous === 'full' ? 'FULL' : 'NORMAL', create: options.create ?? true });
     return new SqliteStore(path, handle, owner, options);
   }
 
@@ -109,6 +115,18 @@ export class SqliteStore implements PoolStore {
     } catch (error) {
       throw storageError(error);
     }
+  }
+
+  /** What retention and statistics (sqliteRetention.ts) use of this store. */
+  private access(): SqliteAccess {
+    return {
+      path: this.path,
+      handle: () => this.handle,
+      sql: (text) => this.sql(text),
+      write: (fn) => this.write(fn),
+      snapshot: (fn) => this.read(() => this.handle.transaction(fn)()),
+      guard: (fn) => this.read(fn),
+    };
   }
 
   private taskRow(id: string): db.TaskRowDb {
@@ -275,10 +293,12 @@ export class SqliteStore implements PoolStore {
       requireOpen(s);
       if (expected !== undefined && expected !== s.n_calls)
         throw new PoolError(PoolErrorCode.CALL_COUNT_MISMATCH, `session ${JSON.stringify(s.id)}: expected ${expected} calls, ${s.n_calls} are stored`);
-      // Under the write lock, so the sequence has no gaps or repeats even across processes.
+      // Under the write lock, so the sequence has no gaps or repeats even across processes; above
+      // the floor a prune leaves when it removes closed sessions, so no number is handed out twice.
       this.sql(
         `UPDATE sessions SET status = 'closed', ended_at = ?,
-           close_seq = (SELECT COALESCE(MAX(close_seq), 0) + 1 FROM sessions) WHERE id = ?`,
+           close_seq = MAX((SELECT COALESCE(MAX(close_seq), 0) FROM sessions),
+             (SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0) FROM pool_meta WHERE key = '${CLOSE_SEQ_FLOOR_KEY}')) + 1 WHERE id = ?`,
       ).run(endedAt, s.id);
       return db.sessionRecord(this.sessionRow(s.id));
     }, true);
@@ -435,13 +455,13 @@ export class SqliteStore implements PoolStore {
     return this.read(() => (this.sql('SELECT * FROM policy_versions ORDER BY version').all() as db.PolicyRowDb[]).map(db.policyRecord));
   }
 
-  async stats(): Promise<PoolStats> {
-    return this.read(() => {
-      const count = (table: string) => (this.sql(`SELECT COUNT(*) AS n FROM ${table}`).get() as { n: number }).n;
-      const sessions: Record<SessionStatus, number> = { open: 0, closed: 0, failed: 0, abandoned: 0 };
-      for (const r of this.sql('SELECT status, COUNT(*) AS n FROM sessions GROUP BY status').all() as { status: SessionStatus; n: number }[]) sessions[r.status] = r.n;
-      return { tasks: count('tasks'), groups: count('task_groups'), sessions, calls: count('calls'), rewards: count('rewards'), policyVersions: count('policy_versions') };
-    });
+  async stats(options: { storage?: boolean } = {}): Promise<PoolStats> {
+    return sqliteStats(this.access(), options?.storage === true);
+  }
+
+  async prune(query: PruneQuery): Promise<PruneResult> {
+    this.live();
+    return pruneSqlite(this.access(), query);
   }
 
   /** SQLite's own consistency check: ['ok'] when the file is sound. */

@@ -67,7 +67,8 @@ export interface SessionRecord {
   createdAt: number;
   /** When it was closed, failed or abandoned; null while open. */
   endedAt: number | null;
-  /** Completion order: 1, 2, ... across the pool, assigned atomically at close; null unless closed. */
+  /** Completion order: 1, 2, ... across the pool, assigned atomically at close; null unless closed.
+   * Never reused: a prune that removes sessions leaves gaps. */
   closeSeq: number | null;
   calls: number;
   /** Oldest and newest per-token policy version over its calls' completion tokens (null: none). */
@@ -252,6 +253,93 @@ export interface PoolStats {
   calls: number;
   rewards: number;
   policyVersions: number;
+  // The fields below are filled by stats({ storage: true }) only (they read every call row).
+  /** Bytes of call payload: token arrays plus the request, response and tool-call JSON. */
+  callPayloadBytes?: number;
+  /** Of which token arrays (prompt ids, completion ids, logprobs, versions): what keep 'summary' frees. */
+  tokenArrayBytes?: number;
+  /** Calls whose token arrays a prune dropped (keep 'summary'). */
+  prunedCalls?: number;
+  /** When the oldest and newest ended (closed, failed, abandoned) session ended; null when none has. */
+  oldestEndedAt?: number | null;
+  newestEndedAt?: number | null;
+  /** SQLite: the database file plus its WAL, in bytes. */
+  fileBytes?: number;
+  /** SQLite: bytes of free pages inside the file (reused by later writes; a vacuum gives them back). */
+  freeBytes?: number;
+  /** SQLite: 'incremental' when a prune gives space back to the file system by itself (files created
+   * by this version), 'none' when it takes a vacuum (older files), 'full' for files set so by hand. */
+  autoVacuum?: 'none' | 'full' | 'incremental';
+}
+
+/**
+ * What prune() removes. The criteria narrow each other (a session must match every one given); at
+ * least one is required. A group is pruned whole or not at all: never while one of its sessions is
+ * open, nor when only some of its sessions match (it is then reported in `skipped`). Open sessions
+ * are never touched.
+ */
+export interface PruneQuery {
+  /** Sessions that ended (closed, failed or abandoned) before this time, ms since the epoch. */
+  endedBefore?: number;
+  /** Sessions of these groups (e.g. the groups the trainer has consumed: that knowledge is the caller's). */
+  groupIds?: readonly string[];
+  /** Sessions of groups that are complete, with no open session and every closed one rewarded under
+   * rewardVersion (default 'default'). */
+  rewardedGroups?: boolean;
+  rewardVersion?: string;
+  /** 'summary' (default): keep the session, reward and call rows, drop the calls' token arrays (calls
+   * become untrainable, the reason says so); 'nothing': remove the sessions, their calls and rewards,
+   * and the groups and tasks this leaves without sessions. */
+  keep?: 'summary' | 'nothing';
+  /** SQLite: rebuild the file afterwards (VACUUM), which also gives space back on files created
+   * before retention existed (and switches them to incremental auto-vacuum). Holds the write lock
+   * for the whole rebuild. Ignored by stores without a file. */
+  vacuum?: boolean;
+  /** Count what would be pruned; change nothing. */
+  dryRun?: boolean;
+  /** Sessions per transaction (default 64); a group is never split across transactions. */
+  batchSize?: number;
+  /** Called after each batch is committed (or counted, in a dry run). */
+  onBatch?: (progress: PruneProgress) => void;
+}
+
+export interface PruneProgress {
+  batches: number;
+  /** Sessions processed so far, of `plannedSessions`. */
+  sessions: number;
+  plannedSessions: number;
+}
+
+/** A group that matched but was left whole. */
+export interface PruneSkip {
+  groupId: string;
+  /** 'open-session': one of its sessions is open; 'partial': some of its sessions do not match
+   * (e.g. ended after endedBefore). */
+  reason: 'open-session' | 'partial';
+  /** Its sessions that matched, and those open. */
+  matched: number;
+  open: number;
+}
+
+export interface PruneResult {
+  keep: 'summary' | 'nothing';
+  dryRun: boolean;
+  /** Sessions removed ('nothing') or whose calls lost their token arrays ('summary'). */
+  sessions: number;
+  /** Calls removed, or stripped of their token arrays. */
+  calls: number;
+  /** Rewards (reward versions) removed, groups and tasks removed (keep 'nothing' only). */
+  rewards: number;
+  groups: number;
+  tasks: number;
+  /** Bytes of call payload removed: token arrays, and with 'nothing' the request, response and tool-call JSON. */
+  payloadBytes: number;
+  skipped: PruneSkip[];
+  batches: number;
+  /** SQLite (a file, not a dry run): its size (file + WAL) before and after, and how space came back:
+   * 'auto-vacuum' (the file's own: files created by this version), 'vacuum' (rebuilt), 'none' (free
+   * pages are reused by later writes but the file does not shrink: pass vacuum). */
+  file?: { bytesBefore: number; bytesAfter: number; reclaim: 'auto-vacuum' | 'vacuum' | 'none' };
 }
 
 export interface PoolStore {
@@ -301,7 +389,11 @@ export interface PoolStore {
   latestPolicyVersion(): Promise<PolicyVersionRecord | undefined>;
   listPolicyVersions(): Promise<PolicyVersionRecord[]>;
 
-  stats(): Promise<PoolStats>;
+  /** Counts; with { storage: true } also the payload sizes and ended-time range (reads every call row). */
+  stats(options?: { storage?: boolean }): Promise<PoolStats>;
+  /** Removes what training has used (see PruneQuery); each batch is one transaction, so a process
+   * killed mid-prune leaves the pool consistent. Safe while other processes write the pool. */
+  prune(query: PruneQuery): Promise<PruneResult>;
   /** Releases the store; later calls fail with STORE_CLOSED. */
   close(): Promise<void>;
 }
