@@ -105,6 +105,22 @@ bool known_stream(cudaStream_t s) {
   return streams.count(s) != 0;
 }
 
+// Creation and destruction of the opaque handles (streams, events), tracked so a stale one is refused.
+template <class Handle>
+cudaError_t create_handle(std::set<const Handle*>& live, Handle** out, Handle* made) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  live.insert(made);
+  *out = made;
+  return cudaSuccess;
+}
+template <class Handle>
+cudaError_t destroy_handle(std::set<const Handle*>& live, Handle* handle) {
+  std::lock_guard<std::mutex> lock(memory_mutex);
+  if (handle == nullptr || live.erase(handle) == 0) return record(cudaErrorInvalidResourceHandle);
+  delete handle;
+  return cudaSuccess;
+}
+
 bool known_event(cudaEvent_t e) {
   std::lock_guard<std::mutex> lock(memory_mutex);
   return e != nullptr && events.count(e) != 0;
@@ -220,38 +236,20 @@ cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
   if (!stream || (flags & ~static_cast<unsigned>(cudaStreamNonBlocking))) return record(cudaErrorInvalidValue);
-  CUstream_st* s = new CUstream_st{flags};
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  streams.insert(s);
-  *stream = s;
-  return cudaSuccess;
+  return create_handle(streams, stream, new CUstream_st{flags});
 }
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
-cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  if (stream == nullptr || streams.erase(stream) == 0) return record(cudaErrorInvalidResourceHandle);
-  delete stream;
-  return cudaSuccess;
-}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) { return destroy_handle(streams, stream); }
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   return known_stream(stream) ? cudaSuccess : record(cudaErrorInvalidResourceHandle);
 }
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int) {
   if (!event) return record(cudaErrorInvalidValue);
-  CUevent_st* e = new CUevent_st{};
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  events.insert(e);
-  *event = e;
-  return cudaSuccess;
+  return create_handle(events, event, new CUevent_st{});
 }
 cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-  std::lock_guard<std::mutex> lock(memory_mutex);
-  if (event == nullptr || events.erase(event) == 0) return record(cudaErrorInvalidResourceHandle);
-  delete event;
-  return cudaSuccess;
-}
+cudaError_t cudaEventDestroy(cudaEvent_t event) { return destroy_handle(events, event); }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!known_event(event) || !known_stream(stream)) return record(cudaErrorInvalidResourceHandle);
   event->at = std::chrono::steady_clock::now();
