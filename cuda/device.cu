@@ -3,6 +3,8 @@
 #include <cuda_runtime.h>
 #include <forge/forge.h>
 
+#include "common/check.cuh"
+
 extern "C" {
 
 FORGE_API int forge_cuda_compiled(void) { return 1; }
@@ -12,7 +14,7 @@ FORGE_API int forge_cuda_device_count(const char** reason) {
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
     cudaGetLastError();  // clear the sticky error so later calls start clean
-    if (reason) *reason = cudaGetErrorString(err);  // e.g. no driver: "CUDA driver version is insufficient"
+    if (reason) *reason = forge::cuda::no_device_reason(err);
     return 0;
   }
   if (count == 0 && reason) *reason = "the CUDA runtime found no device";

@@ -4,7 +4,7 @@
 // 2. F16 / BF16: one tensor-core kernel over key tiles (attention/backward_mma.cuh) writes dK, dV and
 //    adds dQ into a zeroed float32 temporary [N, Hq, D] with atomics; a last kernel scales it into dq.
 //    F32: the reference path (attention/warp_f32.cuh), one kernel for dQ and one for dK / dV.
-// The temporaries are allocated and freed on the stream (cudaMallocAsync / cudaFreeAsync).
+// The temporaries are allocated and freed on the stream (forge's pool, common/pool.cuh; cudaFreeAsync).
 #include <cuda_runtime.h>
 #include <forge/forge.h>
 

@@ -18,6 +18,7 @@
 #include "../common/check.cuh"
 #include "../common/dtype.cuh"
 #include "../common/launch.cuh"
+#include "../common/pool.cuh"
 #include "params.cuh"
 #include "tree_tiles.cuh"
 
@@ -95,7 +96,7 @@ class StreamBuffer {
   }
 
   forge_status allocate(size_t bytes, const char* what) {
-    cudaError_t err = cudaMallocAsync(&ptr_, bytes, stream_);
+    cudaError_t err = temporary_malloc(&ptr_, bytes, stream_);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       ptr_ = nullptr;

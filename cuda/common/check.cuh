@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cuda_runtime.h>
+#include <dlfcn.h>
 #include <forge/forge.h>
 
 #include <string>
@@ -30,13 +31,24 @@ inline forge_status check_launch(const char* kernel) { return check(cudaGetLastE
 
 inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
 
+// Why cudaGetDeviceCount failed, in words. Without any NVIDIA driver the static runtime answers
+// "driver version is insufficient", which reads like "upgrade your driver": say what is true instead.
+inline const char* no_device_reason(cudaError_t err) {
+  if (err == cudaErrorInsufficientDriver || err == cudaErrorNoDevice) {
+    void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (driver == nullptr) return "no NVIDIA driver (libcuda.so.1 not found)";
+    dlclose(driver);
+  }
+  return cudaGetErrorString(err);
+}
+
 // FORGE_OK, or FORGE_ERR_DEVICE "<fn>: no usable GPU: <reason>" (no driver, no device, ...).
 inline forge_status require_device(const char* fn) {
   int count = 0;
   cudaError_t err = cudaGetDeviceCount(&count);
   if (err != cudaSuccess) {
     cudaGetLastError();
-    return fail(FORGE_ERR_DEVICE, std::string(fn) + ": no usable GPU: " + cudaGetErrorString(err));
+    return fail(FORGE_ERR_DEVICE, std::string(fn) + ": no usable GPU: " + no_device_reason(err));
   }
   if (count <= 0) return fail(FORGE_ERR_DEVICE, std::string(fn) + ": no usable GPU: the CUDA runtime found no device");
   return FORGE_OK;

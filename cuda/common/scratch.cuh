@@ -1,5 +1,5 @@
 // One stream-ordered scratch allocation carved into typed sub-buffers: reserve every buffer, allocate
-// once (cudaMallocAsync on the call's stream), free on scope exit (cudaFreeAsync, stream-ordered, so
+// once (on the call's stream, from forge's pool: pool.cuh), free on scope exit (cudaFreeAsync, stream-ordered, so
 // the kernels enqueued before it still see the memory). One allocation keeps the error paths simple.
 #pragma once
 
@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "check.cuh"
+#include "pool.cuh"
 
 namespace forge {
 namespace cuda {
@@ -33,7 +34,7 @@ class StreamScratch {
   // Allocates everything reserved (nothing when the total is 0).
   forge_status allocate(const char* what) {
     if (total_ == 0) return FORGE_OK;
-    return check(cudaMallocAsync(&base_, total_, stream_), what);
+    return check(temporary_malloc(&base_, total_, stream_), what);
   }
 
   template <class T>

@@ -21,6 +21,7 @@
 struct CUstream_st {
   unsigned flags;
 };
+struct CUmemPoolHandle_st {};
 struct CUevent_st {
   std::chrono::steady_clock::time_point at;
   bool recorded = false;
@@ -214,6 +215,20 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 cudaError_t cudaMalloc(void** ptr, size_t bytes) { return record(allocate(ptr, bytes)); }
 cudaError_t cudaFree(void* ptr) { return record(release(ptr)); }
 cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t) { return record(allocate(ptr, bytes)); }
+
+// Memory pools: a handle per created pool; allocations from one are ordinary emulated device memory.
+cudaError_t cudaMemPoolCreate(cudaMemPool_t* pool, const cudaMemPoolProps* props) {
+  if (!pool || !props || props->location.type != cudaMemLocationTypeDevice || props->location.id != 0)
+    return record(cudaErrorInvalidValue);
+  *pool = new CUmemPoolHandle_st{};
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr, void* value) {
+  return pool && value ? cudaSuccess : record(cudaErrorInvalidValue);
+}
+cudaError_t cudaMallocFromPoolAsync(void** ptr, size_t bytes, cudaMemPool_t pool, cudaStream_t) {
+  return pool ? record(allocate(ptr, bytes)) : record(cudaErrorInvalidValue);
+}
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t) { return record(release(ptr)); }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count, cudaMemcpyKind) {
