@@ -195,11 +195,18 @@ forge_status cispo_loss(const Args& a, forge_cispo_stats* stats, void* stream) {
   FORGE_CUDA_RETURN_IF(validate(a, p));
   FORGE_CUDA_RETURN_IF(require_device(kFn));
   FORGE_CUDA_RETURN_IF(check_pointers(a));
-  if (a.num_rows == 0) {  // no row, so no term can be valid
-    if (stats) loss::write_stats(Totals{}, p.inv_z, stats);
+  const cudaStream_t s = as_stream(stream);
+  if (a.num_rows == 0) {  // no row, so no term can be valid: every logprob reads NaN, as for a skipped term
+    if (a.logprobs_out && a.num_terms > 0) {
+      FORGE_LAUNCH(grid_for(a.num_terms), kThreads, 0, s, fill_nan_kernel)(a.logprobs_out, a.num_terms);
+      FORGE_CUDA_CHECK_LAUNCH("forge_cuda_cispo_loss: fill_nan");
+    }
+    if (stats) {  // with stats the call waits for the stream, whatever the rows
+      FORGE_CUDA_TRY(cudaStreamSynchronize(s), kFn);
+      loss::write_stats(Totals{}, p.inv_z, stats);
+    }
     return FORGE_OK;
   }
-  const cudaStream_t s = as_stream(stream);
   if (a.dtype == FORGE_DTYPE_BF16) return run<__nv_bfloat16>(a, p, stats, s);
   return run<float>(a, p, stats, s);
 }

@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 #include <forge/forge.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -73,6 +75,36 @@ bool wants(const std::string& list, const char* section) {
   return false;
 }
 
+#ifdef FORGE_BENCH_CUDA_ARCHS
+// Empty when the build has code compiled for compute capability `cc` (e.g. 90) or cannot tell (native,
+// all); else one line saying what runs instead: binary-compatible code of an older minor version, PTX
+// JIT from an older virtual architecture, or nothing ("no kernel image" at every launch).
+std::string arch_mismatch(const std::string& archs, int cc) {
+  int binary = 0;
+  bool jit = false;
+  std::stringstream ss(archs);
+  for (std::string item; std::getline(ss, item, ',');) {
+    size_t digits = 0;
+    while (digits < item.size() && std::isdigit(static_cast<unsigned char>(item[digits]))) ++digits;
+    if (digits == 0) return "";  // native, all, all-major: chosen by CMake for this machine or every GPU
+    const int arch = std::atoi(item.substr(0, digits).c_str());
+    const std::string rest = item.substr(digits);
+    const bool specific = !rest.empty() && (rest[0] == 'a' || rest[0] == 'f');  // sm_90a: that exact GPU only
+    const bool real = rest.find("-virtual") == std::string::npos, ptx = rest.find("-real") == std::string::npos;
+    if (real && arch == cc) return "";
+    if (real && !specific && arch / 10 == cc / 10 && arch < cc) binary = std::max(binary, arch);
+    if (ptx && !specific && arch <= cc) jit = true;
+  }
+  const std::string again = "bash bench/gpu/run.sh --arch " + std::to_string(cc);
+  const std::string what = binary ? "no code compiled for it; the sm_" + std::to_string(binary) +
+                                        " code runs (binary compatible), " + again + " builds for it"
+                           : jit ? "no code compiled for it; the kernels run through PTX JIT, " + again + " builds for it"
+                                 : "no code that can load on it, every launch fails with 'no kernel image': " + again;
+  return "this device is compute capability " + std::to_string(cc / 10) + "." + std::to_string(cc % 10) +
+         ", the build is for CUDA architectures '" + archs + "': " + what;
+}
+#endif
+
 std::string header(const Context& ctx) {
   char date[32];
   const std::time_t now = std::time(nullptr);
@@ -130,6 +162,11 @@ int main(int argc, char** argv) {
                 ctx->props.minor, ctx->props.multiprocessors, ctx->props.total_memory / 1073741824.0, l2 / 1e6);
     if (ctx->emulator)
       std::printf("THE DEVICE IS THE CPU EMULATOR: the checks are real, every time and rate below is host time\n");
+#ifdef FORGE_BENCH_CUDA_ARCHS
+    else if (const std::string why = arch_mismatch(FORGE_BENCH_CUDA_ARCHS, ctx->props.major * 10 + ctx->props.minor);
+             !why.empty())
+      std::printf("!! %s\n", why.c_str());  // "!!": run.sh shows the line
+#endif
     // The copy far past any L2 (50-60 MB on Hopper), small enough for any card we run on; --smoke's
     // 8 MiB sits inside the L2 (a first look, no target judged).
     const size_t copy_bytes = by_mode(opt, size_t{2} << 30, size_t{1} << 30, size_t{8} << 20);

@@ -3,7 +3,9 @@
 
 Loads libforge_kernels with ctypes, hands it torch CUDA tensors through DLPack, and runs the same
 problems through PyTorch: tree attention against SDPA with a dense tree mask and FlexAttention with a
-tree BlockMask, CISPO against eager log_softmax + gather with autograd. Checks forge against them
+tree BlockMask, CISPO against eager log_softmax + gather with autograd, a Liger-style chunked loss
+(torch.compile'd when available) and liger_kernel's fused cross-entropy if installed (time and peak
+memory each). Checks forge against them
 (bf16 1e-2, f32 1e-4 relative L2; forge outputs poisoned first), times everything with CUDA events
 (warm-up, median of --reps), and prints the ratios. Ceilings (a device-to-device copy, a bf16 matmul)
 are measured in the same run. Exit status: 0 all checks passed, 1 a check failed or forge raised,
@@ -28,7 +30,8 @@ def parse_args(argv):
     ap.add_argument("--json", default=None, help="write the results here (rewritten after each problem)")
     ap.add_argument("--seed", type=int, default=None, help="input seed (default: fresh each run)")
     ap.add_argument("--reps", type=int, default=20, help="timed repetitions per measurement (median taken)")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: attention,cispo,sdpa,flex")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: attention,cispo,sdpa,flex,liger, "
+                                                "compile (the chunked CISPO baseline runs eager)")
     return ap.parse_args(argv)
 
 
@@ -62,6 +65,18 @@ class Run:
         ms = sorted(s.elapsed_time(e) for s, e in zip(start, end))
         mid = len(ms) // 2
         return ms[mid] if len(ms) % 2 else 0.5 * (ms[mid - 1] + ms[mid])
+
+    def peak_bytes(self, fn):
+        """The allocator's peak during one call of fn, above what was allocated before it (outputs included)."""
+        torch = self.torch
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        out = fn()
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - before
+        del out
+        return peak
 
     def rel_l2(self, got, ref):
         """||got - ref|| / ||ref|| in float64, chunked (the CISPO tensors hold billions of elements)."""
@@ -97,19 +112,21 @@ class Run:
         bad = int((~self.torch.isfinite(t)).sum().item())
         self._check(section, name + " (all written)", 0.0, 0.0, bad)
 
-    def _timing(self, section, name, ms, unit, value, ceiling, forge_ms):
+    def _timing(self, section, name, ms, unit, value, ceiling, forge_ms, peak=None):
         ceil = self.ceil.get(ceiling, 0)
         row = {"section": section, "name": name, "median_ms": ms, "unit": unit, "value": value, "ceiling": ceiling,
-               "ratio": value / ceil if ceil else None, "forge_speedup": ms / forge_ms if forge_ms else None}
+               "ratio": value / ceil if ceil else None, "forge_speedup": ms / forge_ms if forge_ms else None,
+               "peak_gb": peak / 1e9 if peak is not None else None}
         self.out["timings"].append(row)
         vs = f", forge {ms / forge_ms:.2f}x faster" if forge_ms else ""
-        print(f"  time {name}: {ms:.4g} ms, {value:.4g} {unit}{vs}")
+        mem = f", peak {peak / 1e9:.3g} GB" if peak is not None else ""
+        print(f"  time {name}: {ms:.4g} ms, {value:.4g} {unit}{vs}{mem}")
 
     def rate(self, section, name, ms, flops, forge_ms):
         self._timing(section, name, ms, "TFLOP/s", flops / (ms * 1e-3) / 1e12, "gemm", forge_ms)
 
-    def bandwidth(self, section, name, ms, nbytes, forge_ms):
-        self._timing(section, name, ms, "GB/s", nbytes / (ms * 1e-3) / 1e9, "copy", forge_ms)
+    def bandwidth(self, section, name, ms, nbytes, forge_ms, peak=None):
+        self._timing(section, name, ms, "GB/s", nbytes / (ms * 1e-3) / 1e9, "copy", forge_ms, peak)
 
     def target(self, name, ratio, threshold):
         self.out["targets"].append({"name": name, "ratio": ratio, "threshold": threshold, "met": ratio >= threshold})
@@ -162,11 +179,13 @@ def flex_unavailable(torch):
 
 def print_summary(run):
     print("\n== torch_bench summary ==")
-    print(f"  {'measurement':60} {'ms':>9} {'rate':>10} {'unit':8} {'ceiling':>8} {'forge x':>8}")
+    print(f"  {'measurement':60} {'ms':>9} {'rate':>10} {'unit':8} {'ceiling':>8} {'forge x':>8} {'peak GB':>8}")
     for t in run.out["timings"]:
         ratio = f"{100 * t['ratio']:.0f}%" if t["ratio"] is not None else "-"
         speed = f"{t['forge_speedup']:.2f}" if t["forge_speedup"] else ""
-        print(f"  {t['name'][:60]:60} {t['median_ms']:9.4g} {t['value']:10.4g} {t['unit']:8} {ratio:>8} {speed:>8}")
+        peak = f"{t['peak_gb']:.3g}" if t.get("peak_gb") is not None else ""
+        print(f"  {t['name'][:60]:60} {t['median_ms']:9.4g} {t['value']:10.4g} {t['unit']:8} {ratio:>8} {speed:>8} "
+              f"{peak:>8}")
     for t in run.out["targets"]:
         print(f"  target {t['name']}: {t['ratio']:.2f} (need >= {t['threshold']}): {'met' if t['met'] else 'NOT met'}")
     fails = [c["name"] for c in run.out["checks"] if not c["pass"]]

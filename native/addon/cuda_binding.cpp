@@ -11,6 +11,7 @@
 //   cudaConvert(n, srcDtype, src, dstDtype, dst)
 //   cudaGather(dtype, values, numNodes, channels, nodeOf, numPositions, out)
 //   cudaScatter(values, numPositions, channels, nodeOf, numNodes, out)
+//   cudaMergeToTree(dtype, values, numPositions, channels, nodeOf, numNodes, out)
 //   cudaMergeStates(rows, heads, headDim, oA, lseA, oB, lseB, oOut, lseOut)
 //   cudaMergeStatesCsr(rows, heads, headDim, offsets, numStates, oIn, lseIn, oOut, lseOut)
 //   cudaCispoLoss(dtype, rows, vocab, logits, numTerms, node, target, oldLogprob, advantage, mode,
@@ -147,6 +148,19 @@ Napi::Value scatter(const Napi::CallbackInfo& call) {
   return env.Undefined();
 }
 
+Napi::Value merge_to_tree(const Napi::CallbackInfo& call) {
+  Napi::Env env = call.Env();
+  const forge_dtype dtype = dtype_arg(env, call[0], "dtype");
+  const void* values = device_pointer_arg(env, call[1], "values");
+  const int64_t positions = int_arg(env, call[2], "numPositions", 0, kMaxCount);
+  const int64_t channels = int_arg(env, call[3], "channels", 0, kMaxCount);
+  const auto* node_of = device_pointer_arg<const int32_t>(env, call[4], "nodeOf");
+  const int64_t nodes = int_arg(env, call[5], "numNodes", 0, kMaxCount);
+  void* out = device_pointer_arg(env, call[6], "out");
+  check_and_wait(env, forge_cuda_merge_to_tree(dtype, values, positions, channels, node_of, nodes, out, nullptr));
+  return env.Undefined();
+}
+
 // rows, numHeads, headDim in call[0 .. 2]: the shape both merge calls take.
 struct MergeShape {
   int64_t rows;
@@ -216,6 +230,7 @@ void register_cuda(Napi::Env env, Napi::Object exports) {
                     {"cudaConvert", convert},
                     {"cudaGather", gather},
                     {"cudaScatter", scatter},
+                    {"cudaMergeToTree", merge_to_tree},
                     {"cudaMergeStates", merge_states},
                     {"cudaMergeStatesCsr", merge_states_csr},
                     {"cudaCispoLoss", cispo_loss}});

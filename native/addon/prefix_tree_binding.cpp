@@ -1,5 +1,5 @@
 // N-API bindings of contract 1 (forge.h): prefixTreeBuild, gatherToSamples, scatterFromSamples,
-// treeValidate. lib/prefixTree.ts validates first; here only what memory safety needs is re-checked
+// mergeToTree, treeValidate. lib/prefixTree.ts validates first; here only what memory safety needs is re-checked
 // (array types and the lengths the C ABI cannot see), then the C ABI runs, synchronously or on a
 // libuv worker when the last argument is true.
 #include <limits>
@@ -151,6 +151,24 @@ Napi::Value scatter_from_samples(const Napi::CallbackInfo& call) {
       [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
 }
 
+// mergeToTree(values: Float32Array [T*C], channels, nodeOf: Int32Array [T], numNodes, async)
+//   -> Float32Array [N*C]: each node the row of its first position, zeros without one
+Napi::Value merge_to_tree(const Napi::CallbackInfo& call) {
+  Napi::Env env = call.Env();
+  const int64_t channels = int_arg(env, call[1], "channels", 1, int64_t{1} << 31);
+  auto node_of = array_arg<int32_t>(env, call[2], "nodeOf");
+  const int64_t T = static_cast<int64_t>(node_of.length);
+  auto values = array_arg<float>(env, call[0], "values", T * channels);
+  const int64_t num_nodes = int_arg(env, call[3], "numNodes", 1, int64_t{1} << 31);
+  auto out = Napi::Float32Array::New(env, static_cast<size_t>(num_nodes * channels));
+  auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
+  float* out_data = out.Data();
+  return run_kernel(
+      env, async_arg(call, 4), {call[0], call[2], out},
+      [=] { return forge_merge_to_tree(values.data, T, channels, node_of.data, num_nodes, out_data); },
+      [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
+}
+
 // treeValidate(parent: Int32Array [N], subtreeEnd: Int32Array [N], async) -> true, or throws
 Napi::Value tree_validate(const Napi::CallbackInfo& call) {
   Napi::Env env = call.Env();
@@ -169,6 +187,7 @@ void register_prefix_tree(Napi::Env env, Napi::Object exports) {
   exports.Set("prefixTreeBuild", Napi::Function::New(env, prefix_tree_build, "prefixTreeBuild"));
   exports.Set("gatherToSamples", Napi::Function::New(env, gather_to_samples, "gatherToSamples"));
   exports.Set("scatterFromSamples", Napi::Function::New(env, scatter_from_samples, "scatterFromSamples"));
+  exports.Set("mergeToTree", Napi::Function::New(env, merge_to_tree, "mergeToTree"));
   exports.Set("treeValidate", Napi::Function::New(env, tree_validate, "treeValidate"));
 }
 

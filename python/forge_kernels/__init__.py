@@ -15,15 +15,15 @@ from ._abi import ForgeError, Library, LibraryNotFound, default_library_path, lo
 
 __all__ = ["ForgeError", "Library", "LibraryNotFound", "default_library_path", "load_library", "PrefixTree",
            "Sample", "Terms", "Segments", "parent_from_subtree_end", "gather_to_samples", "scatter_from_samples",
-           "tree_attention", "cispo_loss", "CispoStats", "merge_states", "merge_states_csr", "set_num_threads",
-           "get_num_threads", "cuda_info"]
+           "merge_to_tree", "tree_attention", "cispo_loss", "CispoStats", "merge_states", "merge_states_csr",
+           "set_num_threads", "get_num_threads", "cuda_info"]
 
 _LAZY = {
     "PrefixTree": "prefix_tree", "Sample": "prefix_tree", "Terms": "prefix_tree", "Segments": "prefix_tree",
     "parent_from_subtree_end": "prefix_tree", "gather_to_samples": "sample_layout",
-    "scatter_from_samples": "sample_layout", "tree_attention": "attention", "cispo_loss": "cispo",
-    "CispoStats": "cispo", "merge_states": "merge", "merge_states_csr": "merge", "set_num_threads": "runtime",
-    "get_num_threads": "runtime", "cuda_info": "runtime",
+    "scatter_from_samples": "sample_layout", "merge_to_tree": "sample_layout", "tree_attention": "attention",
+    "cispo_loss": "cispo", "CispoStats": "cispo", "merge_states": "merge", "merge_states_csr": "merge",
+    "set_num_threads": "runtime", "get_num_threads": "runtime", "cuda_info": "runtime",
 }
 
 

@@ -82,6 +82,7 @@ SIGNATURES = {
     "forge_prefix_tree_export": (_S, [_P, POINTER(TreeArrays)]),
     "forge_gather_to_samples": (_S, [_P, c_int64, c_int64, _P, c_int64, _P]),
     "forge_scatter_from_samples": (_S, [_P, c_int64, c_int64, _P, c_int64, _P]),
+    "forge_merge_to_tree": (_S, [_P, c_int64, c_int64, _P, c_int64, _P]),
     "forge_tree_validate": (_S, [_P, _P, c_int64]),
     # contract 2
     "forge_tree_attention_forward": (_S, [POINTER(AttentionShape), _P, _P, _P, _P, _P, _P, _P]),
@@ -105,6 +106,7 @@ SIGNATURES = {
     "forge_cuda_convert": (_S, [c_int64, _S, _P, _S, _P, _P]),
     "forge_cuda_gather_to_samples": (_S, [_S, _P, c_int64, c_int64, _P, c_int64, _P, _P]),
     "forge_cuda_scatter_from_samples": (_S, [_P, c_int64, c_int64, _P, c_int64, _P, _P]),
+    "forge_cuda_merge_to_tree": (_S, [_S, _P, c_int64, c_int64, _P, c_int64, _P, _P]),
     "forge_cuda_tree_attention_forward": (_S, [POINTER(AttentionShape), _S, _P, _P, _P, _P, _P, _P, _P]),
     "forge_cuda_tree_attention_backward": (_S, [POINTER(AttentionShape), _S] + [_P] * 11),
     "forge_cuda_merge_states": (_S, [c_int64, c_int32, c_int32, _P, _P, _P, _P, _P, _P, _P]),

@@ -4,6 +4,9 @@ gather_to_samples: out[i] = values[node_of[i]]; its gradient sums the positions 
 is scatter_from_samples; and the other way round. CPU tensors go through forge_gather_to_samples /
 forge_scatter_from_samples (float32), CUDA tensors through the forge_cuda_* forms on torch's current
 stream (gather: float32, float16 or bfloat16; scatter: float32, deterministic, no atomics).
+
+merge_to_tree is the samples -> tree copy for values (not gradients): each node takes the row of its
+first position, e.g. a packed per-sample K/V cache becoming the tree's K/V (any float dtype on CUDA).
 """
 import math
 
@@ -29,6 +32,13 @@ def launch_scatter(lib, values, num_positions, channels, node_of, num_nodes, out
         lib.call("forge_cuda_scatter_from_samples", values, num_positions, channels, node_of, num_nodes, out, stream)
     else:
         lib.call("forge_scatter_from_samples", values, num_positions, channels, node_of, num_nodes, out)
+
+
+def launch_merge_to_tree(lib, dtype, values, num_positions, channels, node_of, num_nodes, out, stream=None):
+    if stream is not None:
+        lib.call("forge_cuda_merge_to_tree", dtype, values, num_positions, channels, node_of, num_nodes, out, stream)
+    else:
+        lib.call("forge_merge_to_tree", values, num_positions, channels, node_of, num_nodes, out)
 
 
 def _stream(lib, values):
@@ -113,3 +123,31 @@ def scatter_from_samples(values, node_of, num_nodes, _checked=False):
     if values.is_cuda and not _checked:
         _tensors.check_int_range("node_of", node_of, 0, num_nodes)
     return _Scatter.apply(values, node_of, num_nodes)
+
+
+def merge_to_tree(values, node_of, num_nodes):
+    """Per-position values [T, ...] -> per-node [N, ...] (N = num_nodes): node n takes the row of its FIRST
+    position (lowest i with node_of[i] == n), a node without positions zeros. For values equal at every
+    position of a node (a packed K/V cache) this undoes gather_to_samples; the copies are not compared.
+
+    float32 on the CPU; float32, float16 or bfloat16 on CUDA (same dtype out). node_of: int32 [T] on
+    values' device, entries in [0, num_nodes) (ValueError otherwise; on CUDA checked here, which
+    synchronises). Not differentiable: for gradients, which sum over positions, use scatter_from_samples.
+    """
+    _tensors.check("values", values, cpu_dtypes=_tensors.F32, cuda_dtypes=_tensors.FLOATS)
+    if values.dim() < 1:
+        raise ValueError("values: expected shape [T, ...], got a 0-d tensor")
+    if not isinstance(num_nodes, int) or isinstance(num_nodes, bool) or num_nodes < 1:
+        raise ValueError(f"num_nodes: expected an int >= 1, got {num_nodes!r}")
+    if values.requires_grad and torch.is_grad_enabled():
+        raise ValueError("values: merge_to_tree is not differentiable (use scatter_from_samples for gradients, "
+                         "or pass values.detach())")
+    _check_node_of(node_of, values, values.shape[0])
+    _tensors.check_int_range("node_of", node_of, 0, num_nodes)
+    out = torch.empty((num_nodes,) + tuple(values.shape[1:]), dtype=values.dtype, device=values.device)
+    if out.numel() == 0 or values.numel() == 0:
+        return out.zero_()
+    lib, p = _abi.load_library(), _tensors.ptr
+    launch_merge_to_tree(lib, _tensors.DTYPE_CODES[values.dtype], p(values), values.shape[0], _channels(values),
+                         p(node_of), num_nodes, p(out), stream=_stream(lib, values))
+    return out

@@ -18,7 +18,7 @@ from forge_kernels import _abi, load_library
 from forge_kernels.attention import launch_backward, launch_forward
 from forge_kernels.cispo import launch as launch_cispo
 from forge_kernels.merge import launch_merge, launch_merge_csr
-from forge_kernels.sample_layout import launch_gather, launch_scatter
+from forge_kernels.sample_layout import launch_gather, launch_merge_to_tree, launch_scatter
 from test_cispo import problem, reference as cispo_reference
 
 CODES = {torch.float32: _abi.DTYPE_F32, torch.bfloat16: _abi.DTYPE_BF16}
@@ -119,6 +119,19 @@ class EmulatedDevicePaths(unittest.TestCase):
         launch_scatter(self.lib, dev.upload(per_sample), T, C, dev.upload(node_of), N, out, stream=0)
         ref = torch.zeros(N, C, dtype=torch.float64).index_add_(0, node_of.long(), per_sample.double())
         support.assert_close(self, dev.download(out, (N, C), torch.float32), ref, 1e-6, "scatter")
+        # merge: each node the row of its first position (copies differ here), zeros for nodes without one.
+        first = {}
+        for i, node in enumerate(node_of.tolist()):
+            first.setdefault(node, i)
+        for dtype, code in ((torch.float32, _abi.DTYPE_F32), (torch.bfloat16, _abi.DTYPE_BF16),
+                            (torch.float16, _abi.DTYPE_F16)):
+            x = per_sample.to(dtype)
+            ref = torch.zeros(N, C, dtype=dtype)
+            for node, i in first.items():
+                ref[node] = x[i]
+            out = dev.empty(N * C * x.element_size())
+            launch_merge_to_tree(self.lib, code, dev.upload(x), T, C, dev.upload(node_of), N, out, stream=0)
+            self.assertTrue(torch.equal(dev.download(out, (N, C), dtype), ref), support.why(f"merge_to_tree {dtype}"))
 
         R, H, D = 9, 2, 8
         oa, ob = torch.randn(R, H, D, generator=gen), torch.randn(R, H, D, generator=gen)

@@ -5,7 +5,7 @@ import unittest
 import torch
 
 import support
-from forge_kernels import PrefixTree, Sample, gather_to_samples, scatter_from_samples
+from forge_kernels import PrefixTree, Sample, gather_to_samples, merge_to_tree, scatter_from_samples
 
 VOCAB = 23  # small, so that samples share prefixes and fork often
 
@@ -126,6 +126,38 @@ class SampleLayout(unittest.TestCase):
         (grad,) = torch.autograd.grad(out, values, upstream)
         support.assert_close(self, grad, upstream.double()[node_of], 0, "scatter backward = gather")
         self.assertTrue(torch.equal(gather_to_samples(upstream, tree.node_of), upstream[node_of]))
+
+    def test_merge_to_tree(self):
+        tree, gen = self.tree, self.gen
+        node_of, n = tree.node_of.tolist(), tree.num_nodes
+
+        def first_rows(values, ids):  # plain reference: the first position of each node, zeros without one
+            out = torch.zeros((n,) + tuple(values.shape[1:]), dtype=values.dtype)
+            seen = set()
+            for i, node in enumerate(ids):
+                if node not in seen:
+                    seen.add(node)
+                    out[node] = values[i]
+            return out
+
+        # Per-sample values gathered from tree values (a packed K/V cache) merge back to them exactly.
+        kv = torch.randn(n, 2, 8, generator=gen)
+        self.assertTrue(torch.equal(merge_to_tree(tree.gather_to_samples(kv), tree.node_of, n), kv))
+        # Copies that differ: each node takes its first position.
+        values = torch.randn(tree.input_tokens, 3, generator=gen)
+        self.assertTrue(torch.equal(merge_to_tree(values, tree.node_of, n), first_rows(values, node_of)))
+        # Only the first positions: the nodes they do not reach read zeros.
+        half = tree.input_tokens // 2
+        self.assertTrue(torch.equal(merge_to_tree(values[:half], tree.node_of[:half], n),
+                                    first_rows(values[:half], node_of[:half])))
+        bad = tree.node_of.clone()
+        bad[3] = n
+        with self.assertRaisesRegex(ValueError, rf"^node_of\[3\]: {n} is out of range \[0, {n}\)"):
+            merge_to_tree(values, bad, n)
+        with self.assertRaisesRegex(ValueError, r"^values: merge_to_tree is not differentiable"):
+            merge_to_tree(values.requires_grad_(), tree.node_of, n)
+        with self.assertRaisesRegex(ValueError, r"^num_nodes: expected an int >= 1, got 0"):
+            merge_to_tree(values.detach(), tree.node_of, 0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 // Plain reference of contract 1 (DESIGN.md), written from the definitions with ordinary JS values:
 // a trie of nested Maps, a pre-order walk with an explicit stack, segments found by following
-// only-child chains, loss terms by looping over samples, gather/scatter in float64. Meant to be
+// only-child chains, loss terms by looping over samples, gather/scatter/merge in float64. Meant to be
 // obviously right, not fast.
 
 export interface RefSample {
@@ -129,6 +129,19 @@ export function referenceScatter(values: ArrayLike<number>, nodeOf: ArrayLike<nu
   const out = new Float64Array(numNodes * channels);
   for (let i = 0; i < nodeOf.length; i++)
     for (let c = 0; c < channels; c++) out[nodeOf[i] * channels + c] += values[i * channels + c];
+  return out;
+}
+
+/** out[n, c] = values[i, c] for the lowest i with nodeOf[i] = n; 0 for a node no position maps to. */
+export function referenceMergeToTree(values: ArrayLike<number>, nodeOf: ArrayLike<number>, numNodes: number, channels: number): Float64Array {
+  const out = new Float64Array(numNodes * channels);
+  const taken = new Array<boolean>(numNodes).fill(false);
+  for (let i = 0; i < nodeOf.length; i++) {
+    const n = nodeOf[i];
+    if (taken[n]) continue;
+    taken[n] = true;
+    for (let c = 0; c < channels; c++) out[n * channels + c] = values[i * channels + c];
+  }
   return out;
 }
 

@@ -148,6 +148,13 @@ FORGE_API forge_status forge_gather_to_samples(const float* node_values, int64_t
 FORGE_API forge_status forge_scatter_from_samples(const float* sample_values, int64_t num_positions,
                                                   int64_t channels, const int32_t* node_of, int64_t num_nodes,
                                                   float* out);
+/* Per-sample values [T, C] -> per-node [N, C], merged: out[n] = values[p] for the FIRST position p
+ * (lowest index) with node_of[p] == n; a node no position maps to gets a zero row. For values that
+ * are equal at every position of a node by construction (a packed per-sample K/V cache becoming the
+ * tree's K/V), this is the inverse of forge_gather_to_samples; no value is checked for equality.
+ * An entry of node_of outside [0, N) is FORGE_ERR_OUT_OF_RANGE naming it; `out` is then untouched. */
+FORGE_API forge_status forge_merge_to_tree(const float* values, int64_t num_positions, int64_t channels,
+                                           const int32_t* node_of, int64_t num_nodes, float* out);
 
 /* Checks that (parent, subtree_end) describe a forest in DFS pre-order: parent[i] in [-1, i), parent
  * of i is on the root path of i-1, subtree_end[i] = i + 1 + sizes of i's descendants. */
@@ -528,6 +535,13 @@ FORGE_API forge_status forge_cuda_gather_to_samples(forge_dtype dtype, const voi
 FORGE_API forge_status forge_cuda_scatter_from_samples(const float* sample_values, int64_t num_positions,
                                                        int64_t channels, const int32_t* node_of, int64_t num_nodes,
                                                        float* out, void* stream);
+/* forge_merge_to_tree on the device, any dtype (values and out [N, C] in `dtype`; a bit copy, so the
+ * result equals the CPU's on the widened values): out[n] = values[first position of node n], zeros for a
+ * node without positions. node_of is trusted (see above): an entry outside [0, N) is skipped, that
+ * position merges into no node. num_positions and num_nodes below 2^31 - 1. */
+FORGE_API forge_status forge_cuda_merge_to_tree(forge_dtype dtype, const void* values, int64_t num_positions,
+                                                int64_t channels, const int32_t* node_of, int64_t num_nodes,
+                                                void* out, void* stream);
 
 /* Contract 2 on the device. Q, K, V, O (and dO, dQ, dK, dV) in `dtype` (F16 or BF16 on tensor cores;
  * F32 is served too, on CUDA cores, as a reference path), LSE float32 [N, Hq], natural log. head_dim

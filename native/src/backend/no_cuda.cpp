@@ -60,6 +60,10 @@ FORGE_API forge_status forge_cuda_scatter_from_samples(const float*, int64_t, in
                                                        void*) {
   return unsupported("forge_cuda_scatter_from_samples");
 }
+FORGE_API forge_status forge_cuda_merge_to_tree(forge_dtype, const void*, int64_t, int64_t, const int32_t*, int64_t, void*,
+                                                void*) {
+  return unsupported("forge_cuda_merge_to_tree");
+}
 
 FORGE_API forge_status forge_cuda_tree_attention_forward(const forge_attention_shape*, forge_dtype, const void*,
                                                          const void*, const void*, const int32_t*, void*, float*,

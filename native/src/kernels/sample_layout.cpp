@@ -1,5 +1,6 @@
 // Moving values between the tree layout [N, C] and the packed per-sample layout [T, C] (forge.h,
-// contract 1): gather copies node rows out to positions, scatter sums position rows into nodes.
+// contract 1): gather copies node rows out to positions, scatter sums position rows into nodes, merge
+// copies the row of each node's first position into the node.
 //
 // Scatter groups positions by node first (a counting sort of node_of, stable so sums run in position
 // order), then each node sums its rows in float64 and writes its row once: threads own disjoint
@@ -100,6 +101,17 @@ FORGE_HOT void sum_rows(const float* sample_values, int64_t channels, const int6
   }
 }
 
+// Node n takes the row of position first[n], or zeros when first[n] is -1 (no position).
+FORGE_HOT void copy_first_rows(const float* values, int64_t channels, const int64_t* first, float* out, int64_t begin,
+                               int64_t end) {
+  const size_t row_bytes = static_cast<size_t>(channels) * sizeof(float);
+  for (int64_t n = begin; n < end; ++n) {
+    float* row = out + n * channels;
+    if (first[n] < 0) std::fill(row, row + channels, 0.0f);
+    else std::memcpy(row, values + first[n] * channels, row_bytes);
+  }
+}
+
 forge_status gather(const float* node_values, int64_t num_nodes, int64_t channels, const int32_t* node_of,
                     int64_t num_positions, float* out) {
   if (forge_status s = check_shapes(num_nodes, channels, num_positions); s != FORGE_OK) return s;
@@ -139,6 +151,24 @@ forge_status scatter(const float* sample_values, int64_t num_positions, int64_t 
   return FORGE_OK;
 }
 
+forge_status merge(const float* values, int64_t num_positions, int64_t channels, const int32_t* node_of,
+                   int64_t num_nodes, float* out) {
+  if (forge_status s = check_shapes(num_nodes, channels, num_positions); s != FORGE_OK) return s;
+  if (forge_status s = check_pointer(values, num_positions * channels, "values"); s != FORGE_OK) return s;
+  if (forge_status s = check_pointer(node_of, num_positions, "node_of"); s != FORGE_OK) return s;
+  if (forge_status s = check_pointer(out, num_nodes * channels, "out"); s != FORGE_OK) return s;
+  // A private copy of the ids, as in scatter: validated once, then read again.
+  const std::vector<int32_t> ids(node_of, node_of + num_positions);
+  if (forge_status s = check_node_of(ids.data(), num_positions, num_nodes); s != FORGE_OK) return s;
+  // Walking backwards leaves each node with its lowest position (the deterministic "first").
+  std::vector<int64_t> first(static_cast<size_t>(num_nodes), -1);
+  for (int64_t i = num_positions - 1; i >= 0; --i) first[ids[i]] = i;
+  forge::parallel_for(num_nodes, grain_for(channels), [&](int64_t begin, int64_t end) {
+    copy_first_rows(values, channels, first.data(), out, begin, end);
+  });
+  return FORGE_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -154,6 +184,12 @@ FORGE_API forge_status forge_scatter_from_samples(const float* sample_values, in
                                                   float* out) {
   return forge::guarded("forge_scatter_from_samples",
                         [&] { return scatter(sample_values, num_positions, channels, node_of, num_nodes, out); });
+}
+
+FORGE_API forge_status forge_merge_to_tree(const float* values, int64_t num_positions, int64_t channels,
+                                           const int32_t* node_of, int64_t num_nodes, float* out) {
+  return forge::guarded("forge_merge_to_tree",
+                        [&] { return merge(values, num_positions, channels, node_of, num_nodes, out); });
 }
 
 }  // extern "C"
