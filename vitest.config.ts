@@ -6,7 +6,7 @@ import { defineConfig } from 'vitest/config';
 // Launches cycle through thread orders and cp.async landing times (cuda/simt/scheduler.cpp), so a
 // missing barrier, a read before cp.async.wait_group or an order-dependent result shows up.
 const emulatorAddon = 'build-simt/Release/forge.node';
-const cudaTests = ['test/cuda.test.ts', 'test/cuda-attention.test.ts'];
+const cudaTests = ['test/cuda.test.ts', 'test/cuda-attention.test.ts', 'test/backend.test.ts'];
 
 export default defineConfig({
   test: {

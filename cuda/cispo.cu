@@ -35,7 +35,7 @@ using loss::num;
 // What the host reads back: the totals and the first non-finite row.
 struct Readback {
   Totals totals;
-  unsigned long long bad_row;
+  unsigned long long bad_at;  // row << 32 | column of the first non-finite logit, or kNone
 };
 
 struct Args {
@@ -112,30 +112,28 @@ forge_status row_grid(const void* kernel, int64_t num_rows, int& blocks) {
   return FORGE_OK;
 }
 
-// A non-finite row: copy it back and name the first bad column, as the CPU kernel does.
+// The first non-finite logit, named as the CPU kernel names it (the kernel found its row and column
+// before any in-place write; the value is read back, and is gone when dlogits overwrote it).
 template <class T>
-forge_status non_finite_error(const T* logits, int64_t row, int64_t vocab_size, cudaStream_t s) {
-  std::vector<T> host(static_cast<size_t>(vocab_size));
-  FORGE_CUDA_TRY(cudaMemcpyAsync(host.data(), logits + row * vocab_size, host.size() * sizeof(T),
-                                 cudaMemcpyDeviceToHost, s),
+forge_status non_finite_error(const T* logits, int64_t row, int64_t column, int64_t vocab_size, bool in_place,
+                              cudaStream_t s) {
+  const std::string where = "logits[row " + std::to_string(row) + ", column " + std::to_string(column) + "]";
+  if (in_place) return fail(FORGE_ERR_NON_FINITE, where + ": held a non-finite value (overwritten in place by dlogits)");
+  T held;
+  FORGE_CUDA_TRY(cudaMemcpyAsync(&held, logits + row * vocab_size + column, sizeof(T), cudaMemcpyDeviceToHost, s),
                  kFn);
   FORGE_CUDA_TRY(cudaStreamSynchronize(s), kFn);
-  for (int64_t c = 0; c < vocab_size; ++c) {
-    float v;
-    if constexpr (sizeof(T) == 4) {
-      std::memcpy(&v, &host[static_cast<size_t>(c)], 4);
-    } else {  // bf16: the high half of a float
-      uint16_t bits;
-      std::memcpy(&bits, &host[static_cast<size_t>(c)], 2);
-      const uint32_t wide = static_cast<uint32_t>(bits) << 16;
-      std::memcpy(&v, &wide, 4);
-    }
-    if (!std::isfinite(v))
-      return fail(FORGE_ERR_NON_FINITE, "logits[row " + std::to_string(row) + ", column " + std::to_string(c) +
-                                            "]: expected a finite number, got " + num(v));
+  float v;
+  if constexpr (sizeof(T) == 4) {
+    std::memcpy(&v, &held, 4);
+  } else {  // bf16: the high half of a float
+    uint16_t bits;
+    std::memcpy(&bits, &held, 2);
+    const uint32_t wide = static_cast<uint32_t>(bits) << 16;
+    std::memcpy(&v, &wide, 4);
   }
-  // The flag was raised but the row reads finite now (the caller changed it meanwhile).
-  return fail(FORGE_ERR_NON_FINITE, "logits[row " + std::to_string(row) + "]: held a non-finite value");
+  if (!std::isfinite(v)) return fail(FORGE_ERR_NON_FINITE, where + ": expected a finite number, got " + num(v));
+  return fail(FORGE_ERR_NON_FINITE, where + ": held a non-finite value (the caller changed it meanwhile)");
 }
 
 template <class T>
@@ -151,7 +149,7 @@ forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats,
   FORGE_CUDA_RETURN_IF(scratch.allocate("forge_cuda_cispo_loss: scratch"));
   Readback* readback = scratch.at<Readback>(at_readback);
 
-  FORGE_CUDA_TRY(cudaMemsetAsync(&readback->bad_row, 0xFF, sizeof readback->bad_row, s), kFn);
+  FORGE_CUDA_TRY(cudaMemsetAsync(&readback->bad_at, 0xFF, sizeof readback->bad_at, s), kFn);
   if (a.logprobs_out && terms > 0) {
     // Terms the kernel skips (node or target out of range) read NaN rather than stale memory.
     FORGE_LAUNCH(grid_for(terms), kThreads, 0, s, fill_nan_kernel)(a.logprobs_out, terms);
@@ -172,7 +170,7 @@ forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats,
   k.params = p;
   k.check_all_rows = stats != nullptr;
   k.partials = scratch.at<Totals>(at_partials);
-  k.bad_row = &readback->bad_row;
+  k.bad_at = &readback->bad_at;
   FORGE_CUDA_RETURN_IF(csr_by_key(a.term_node, a.term_target, static_cast<int32_t>(a.vocab_size), terms, rows,
                                   scratch.at<int32_t>(at_order), scratch.at<int32_t>(at_start), s));
   FORGE_LAUNCH(blocks, kRowThreads, 0, s, cispo_rows_kernel<T>)(k);
@@ -184,8 +182,9 @@ forge_status run(const Args& a, const PolicyParams& p, forge_cispo_stats* stats,
   Readback host{};
   FORGE_CUDA_TRY(cudaMemcpyAsync(&host, readback, sizeof host, cudaMemcpyDeviceToHost, s), kFn);
   FORGE_CUDA_TRY(cudaStreamSynchronize(s), kFn);
-  if (host.bad_row != kNone)
-    return non_finite_error(static_cast<const T*>(a.logits), static_cast<int64_t>(host.bad_row), a.vocab_size, s);
+  if (host.bad_at != kNone)
+    return non_finite_error(static_cast<const T*>(a.logits), static_cast<int64_t>(host.bad_at >> 32),
+                            static_cast<int64_t>(host.bad_at & 0xffffffffull), a.vocab_size, a.dlogits == a.logits, s);
   loss::write_stats(host.totals, p.inv_z, stats);
   return FORGE_OK;
 }

@@ -2,17 +2,23 @@
 // kernels. Tensors are row-major Float32Arrays [tokens, heads, dim], taken zero-copy; every output is a
 // fresh Float32Array. Arguments are validated here first (TypeError / RangeError naming the argument
 // and what was expected, with a `code` from errors.ts); the native layer re-checks what it reads, and
-// reports a malformed tree as a RangeError naming the node.
+// reports a malformed tree as a RangeError naming the node. `options.backend` picks the CPU or the
+// device kernels (lib/backend.ts).
+import { chooseBackend, type BackendOption } from './backend.js';
 import { addon } from './native.js';
 import { KernelErrorCode, rangeError, typeError } from './errors.js';
+import {
+  attentionUnsupported, mergeStatesCsrOnDevice, mergeStatesOnDevice, treeAttentionBackwardOnDevice, treeAttentionOnDevice,
+  type AttentionShape,
+} from './hostDevice.js';
 import { expectArray, expectFinite, expectInt } from './validate.js';
 
 /** Largest head dimension the CPU kernels support. */
 export const MAX_HEAD_DIM = 1024;
 const MAX_HEADS = 2 ** 21 - 1;
 
-/** Shape of an attention call. */
-export interface AttentionOptions {
+/** Shape of an attention call, and where it runs. */
+export interface AttentionOptions extends BackendOption {
   /** Query heads Hq >= 1. */
   numHeads: number;
   /** Key/value heads Hkv (grouped-query attention); divides numHeads. Default: numHeads. */
@@ -58,18 +64,10 @@ export interface AttentionState {
   lse: Float32Array;
 }
 
-/** Shape of a merge call. */
-export interface MergeOptions {
+/** Shape of a merge call, and where it runs. */
+export interface MergeOptions extends BackendOption {
   numHeads: number;
   headDim: number;
-}
-
-interface Shape {
-  n: number;
-  hq: number;
-  hkv: number;
-  d: number;
-  scale: number;
 }
 
 function expectObject(name: string, value: unknown): Record<string, unknown> {
@@ -85,7 +83,7 @@ function expectTensor(name: string, value: unknown, length: number, dims: string
   return array;
 }
 
-function attentionShape(tree: unknown, options: unknown): Shape & { parent: Int32Array; subtreeEnd: Int32Array } {
+function attentionShape(tree: unknown, options: unknown): AttentionShape & { parent: Int32Array; subtreeEnd: Int32Array } {
   const t = expectObject('tree', tree);
   const parent = expectArray('tree.parent', t.parent, Int32Array);
   const n = parent.length;
@@ -107,26 +105,53 @@ function attentionShape(tree: unknown, options: unknown): Shape & { parent: Int3
   return { n, hq, hkv, d, scale, parent, subtreeEnd };
 }
 
-function forwardArgs(q: unknown, k: unknown, v: unknown, tree: unknown, options: unknown): unknown[] {
-  const s = attentionShape(tree, options);
-  const qDims = `[N=${s.n}, Hq=${s.hq}, D=${s.d}]`, kvDims = `[N=${s.n}, Hkv=${s.hkv}, D=${s.d}]`;
-  expectTensor('q', q, s.n * s.hq * s.d, qDims);
-  expectTensor('k', k, s.n * s.hkv * s.d, kvDims);
-  expectTensor('v', v, s.n * s.hkv * s.d, kvDims);
-  return [q, k, v, s.parent, s.subtreeEnd, s.hq, s.hkv, s.d, s.scale];
+interface ForwardInputs {
+  q: Float32Array;
+  k: Float32Array;
+  v: Float32Array;
+  parent: Int32Array;
+  subtreeEnd: Int32Array;
+  shape: AttentionShape;
 }
 
-function backwardArgs(
-  q: unknown, k: unknown, v: unknown, tree: unknown, forward: unknown, dO: unknown, options: unknown,
-): unknown[] {
-  const args = forwardArgs(q, k, v, tree, options);
-  const [n, hq, d] = [(args[3] as Int32Array).length, args[5] as number, args[7] as number];
-  const f = expectObject('forward', forward);
-  expectTensor('forward.o', f.o, n * hq * d, `[N=${n}, Hq=${hq}, D=${d}]`);
-  expectTensor('forward.lse', f.lse, n * hq, `[N=${n}, Hq=${hq}]`);
-  expectTensor('dO', dO, n * hq * d, `[N=${n}, Hq=${hq}, D=${d}]`);
-  return [...args.slice(0, 5), f.o, f.lse, dO, ...args.slice(5)];
+interface BackwardInputs extends ForwardInputs {
+  forward: AttentionOutput;
+  dO: Float32Array;
 }
+
+function forwardInputs(q: unknown, k: unknown, v: unknown, tree: unknown, options: unknown): ForwardInputs {
+  const { parent, subtreeEnd, ...shape } = attentionShape(tree, options);
+  const { n, hq, hkv, d } = shape;
+  const qDims = `[N=${n}, Hq=${hq}, D=${d}]`, kvDims = `[N=${n}, Hkv=${hkv}, D=${d}]`;
+  return {
+    q: expectTensor('q', q, n * hq * d, qDims), k: expectTensor('k', k, n * hkv * d, kvDims),
+    v: expectTensor('v', v, n * hkv * d, kvDims), parent, subtreeEnd, shape,
+  };
+}
+
+function backwardInputs(
+  q: unknown, k: unknown, v: unknown, tree: unknown, forward: unknown, dO: unknown, options: unknown,
+): BackwardInputs {
+  const inputs = forwardInputs(q, k, v, tree, options);
+  const { n, hq, d } = inputs.shape;
+  const f = expectObject('forward', forward);
+  const o = expectTensor('forward.o', f.o, n * hq * d, `[N=${n}, Hq=${hq}, D=${d}]`);
+  const lse = expectTensor('forward.lse', f.lse, n * hq, `[N=${n}, Hq=${hq}]`);
+  return { ...inputs, forward: { o, lse }, dO: expectTensor('dO', dO, n * hq * d, `[N=${n}, Hq=${hq}, D=${d}]`) };
+}
+
+// The addon's argument lists (without the trailing `async`).
+const forwardCall = ({ q, k, v, parent, subtreeEnd, shape: s }: ForwardInputs) => [q, k, v, parent, subtreeEnd, s.hq, s.hkv, s.d, s.scale];
+const backwardCall = ({ q, k, v, parent, subtreeEnd, forward, dO, shape: s }: BackwardInputs) =>
+  [q, k, v, parent, subtreeEnd, forward.o, forward.lse, dO, s.hq, s.hkv, s.d, s.scale];
+
+/** Where this attention call runs: options.backend (or the default), the head dim permitting. */
+const attentionOn = (what: string, options: AttentionOptions, inputs: ForwardInputs) =>
+  chooseBackend(what, options.backend, attentionUnsupported(inputs.shape.d));
+
+const forwardOnDevice = (i: ForwardInputs) => treeAttentionOnDevice(i.q, i.k, i.v, i.parent, i.subtreeEnd, i.shape);
+const backwardOnDevice = (i: BackwardInputs) =>
+  treeAttentionBackwardOnDevice(i.q, i.k, i.v, i.parent, i.subtreeEnd, i.forward, i.dO, i.shape);
 
 /**
  * Tree attention forward: query q attends to every ancestor-or-self of q.
@@ -136,14 +161,21 @@ function backwardArgs(
 export function treeAttention(
   q: Float32Array, k: Float32Array, v: Float32Array, tree: TreeLike, options: AttentionOptions,
 ): AttentionOutput {
-  return addon.treeAttention(...forwardArgs(q, k, v, tree, options), false) as AttentionOutput;
+  const inputs = forwardInputs(q, k, v, tree, options);
+  if (attentionOn('treeAttention', options, inputs) === 'cuda') return forwardOnDevice(inputs);
+  return addon.treeAttention(...forwardCall(inputs), false) as AttentionOutput;
 }
 
-/** treeAttention on a worker thread; invalid arguments reject the promise. */
+/**
+ * treeAttention on a worker thread; invalid arguments reject the promise. With backend 'cuda' the
+ * device call blocks the event loop until the device is done.
+ */
 export async function treeAttentionAsync(
   q: Float32Array, k: Float32Array, v: Float32Array, tree: TreeLike, options: AttentionOptions,
 ): Promise<AttentionOutput> {
-  return (await addon.treeAttention(...forwardArgs(q, k, v, tree, options), true)) as AttentionOutput;
+  const inputs = forwardInputs(q, k, v, tree, options);
+  if (attentionOn('treeAttentionAsync', options, inputs) === 'cuda') return forwardOnDevice(inputs);
+  return (await addon.treeAttention(...forwardCall(inputs), true)) as AttentionOutput;
 }
 
 /**
@@ -154,15 +186,22 @@ export function treeAttentionBackward(
   q: Float32Array, k: Float32Array, v: Float32Array, tree: TreeLike, forward: AttentionOutput, dO: Float32Array,
   options: AttentionOptions,
 ): AttentionGrads {
-  return addon.treeAttentionBackward(...backwardArgs(q, k, v, tree, forward, dO, options), false) as AttentionGrads;
+  const b = backwardInputs(q, k, v, tree, forward, dO, options);
+  if (attentionOn('treeAttentionBackward', options, b) === 'cuda') return backwardOnDevice(b);
+  return addon.treeAttentionBackward(...backwardCall(b), false) as AttentionGrads;
 }
 
-/** treeAttentionBackward on a worker thread; invalid arguments reject the promise. */
+/**
+ * treeAttentionBackward on a worker thread; invalid arguments reject the promise. With backend 'cuda'
+ * the device call blocks the event loop until the device is done.
+ */
 export async function treeAttentionBackwardAsync(
   q: Float32Array, k: Float32Array, v: Float32Array, tree: TreeLike, forward: AttentionOutput, dO: Float32Array,
   options: AttentionOptions,
 ): Promise<AttentionGrads> {
-  return (await addon.treeAttentionBackward(...backwardArgs(q, k, v, tree, forward, dO, options), true)) as AttentionGrads;
+  const b = backwardInputs(q, k, v, tree, forward, dO, options);
+  if (attentionOn('treeAttentionBackwardAsync', options, b) === 'cuda') return backwardOnDevice(b);
+  return (await addon.treeAttentionBackward(...backwardCall(b), true)) as AttentionGrads;
 }
 
 // ---- state merging -----------------------------------------------------------------------------
@@ -195,7 +234,10 @@ function stateRows(name: string, state: unknown, h: number, d: number, rows?: nu
   return rows;
 }
 
-function mergeArgs(a: unknown, b: unknown, options: unknown): unknown[] {
+type MergeArgs = [aO: Float32Array, aLse: Float32Array, bO: Float32Array, bLse: Float32Array, h: number, d: number];
+type CsrArgs = [o: Float32Array, lse: Float32Array, offsets: Int32Array, h: number, d: number];
+
+function mergeArgs(a: unknown, b: unknown, options: unknown): MergeArgs {
   const { h, d } = mergeShape(options);
   const rows = stateRows('a', a, h, d);
   stateRows('b', b, h, d, rows);
@@ -203,7 +245,7 @@ function mergeArgs(a: unknown, b: unknown, options: unknown): unknown[] {
   return [sa.o, sa.lse, sb.o, sb.lse, h, d];
 }
 
-function csrArgs(states: unknown, offsets: unknown, options: unknown): unknown[] {
+function csrArgs(states: unknown, offsets: unknown, options: unknown): CsrArgs {
   const { h, d } = mergeShape(options);
   const m = stateRows('states', states, h, d);
   const off = expectArray('offsets', offsets, Int32Array);
@@ -222,13 +264,20 @@ function csrArgs(states: unknown, offsets: unknown, options: unknown): unknown[]
  * lse = log(e^la + e^lb), o = (e^la oa + e^lb ob) / (e^la + e^lb). a and b are [rows, H, D] / [rows, H].
  */
 export function mergeStates(a: AttentionState, b: AttentionState, options: MergeOptions): AttentionState {
-  return addon.mergeStates(...mergeArgs(a, b, options), false) as AttentionState;
+  const args = mergeArgs(a, b, options);
+  if (chooseBackend('mergeStates', options.backend) === 'cuda') return mergeOnDevice(args);
+  return addon.mergeStates(...args, false) as AttentionState;
 }
 
-/** mergeStates on a worker thread; invalid arguments reject the promise. */
+/** mergeStates on a worker thread (with backend 'cuda': on the device, blocking); invalid arguments reject the promise. */
 export async function mergeStatesAsync(a: AttentionState, b: AttentionState, options: MergeOptions): Promise<AttentionState> {
-  return (await addon.mergeStates(...mergeArgs(a, b, options), true)) as AttentionState;
+  const args = mergeArgs(a, b, options);
+  if (chooseBackend('mergeStatesAsync', options.backend) === 'cuda') return mergeOnDevice(args);
+  return (await addon.mergeStates(...args, true)) as AttentionState;
 }
+
+const mergeOnDevice = ([aO, aLse, bO, bLse, h, d]: MergeArgs) => mergeStatesOnDevice({ o: aO, lse: aLse }, { o: bO, lse: bLse }, h, d);
+const csrOnDevice = ([o, lse, offsets, h, d]: CsrArgs) => mergeStatesCsrOnDevice({ o, lse }, offsets, h, d);
 
 /**
  * N-way merge: `states` holds M input rows [M, H, D] / [M, H]; output row r merges input rows
@@ -236,12 +285,16 @@ export async function mergeStatesAsync(a: AttentionState, b: AttentionState, opt
  * An empty range gives the empty state (o = 0, lse = -Infinity).
  */
 export function mergeStatesCsr(states: AttentionState, offsets: Int32Array, options: MergeOptions): AttentionState {
-  return addon.mergeStatesCsr(...csrArgs(states, offsets, options), false) as AttentionState;
+  const args = csrArgs(states, offsets, options);
+  if (chooseBackend('mergeStatesCsr', options.backend) === 'cuda') return csrOnDevice(args);
+  return addon.mergeStatesCsr(...args, false) as AttentionState;
 }
 
-/** mergeStatesCsr on a worker thread; invalid arguments reject the promise. */
+/** mergeStatesCsr on a worker thread (with backend 'cuda': on the device, blocking); invalid arguments reject the promise. */
 export async function mergeStatesCsrAsync(
   states: AttentionState, offsets: Int32Array, options: MergeOptions,
 ): Promise<AttentionState> {
-  return (await addon.mergeStatesCsr(...csrArgs(states, offsets, options), true)) as AttentionState;
+  const args = csrArgs(states, offsets, options);
+  if (chooseBackend('mergeStatesCsrAsync', options.backend) === 'cuda') return csrOnDevice(args);
+  return (await addon.mergeStatesCsr(...args, true)) as AttentionState;
 }

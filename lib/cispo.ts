@@ -1,10 +1,22 @@
 // The CISPO policy-gradient loss (contract 3), and PPO-clip and supervised cross-entropy through the
 // same kernel, over the logits rows of a prefix tree: a thin typed wrapper of forge_cispo_loss. Arguments are checked here first
 // (TypeError / RangeError naming the argument); the logits themselves are checked finite by the
-// kernel, in the pass that reads them anyway.
+// kernel, in the pass that reads them anyway. `options.backend` picks the CPU or the device kernel
+// (lib/backend.ts).
+import { chooseBackend, type BackendOption } from './backend.js';
 import { KernelErrorCode, rangeError, typeError } from './errors.js';
+import { cispoLossOnDevice } from './hostDevice.js';
+import { resolveLossOptions } from './lossOptions.js';
 import { addon } from './native.js';
 import { expectArray, expectInt } from './validate.js';
+
+export { resolveLossOptions } from './lossOptions.js';
+
+const NON_FINITE = KernelErrorCode.NON_FINITE;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null;
+}
 
 /** The loss terms: term j scores token `target[j]` under the logits row `node[j]`. `PrefixTree.terms` satisfies it. */
 export interface PolicyLossTerms {
@@ -69,39 +81,13 @@ export interface CispoResult {
   stats: CispoStats;
 }
 
-// CISPO defaults. MiniMax-M1 sets no lower bound on the IS weight and tunes only the upper one. Peers
-// cap the ratio near 5: TRL's GRPOConfig(loss_type='cispo') clamps the ratio at epsilon_high, whose
-// documented recommended value is 5.0 (the eps_max of ScaleRL, arXiv 2510.13786); Tinker's cispo loss
-// defaults to clip_high_threshold = 4.0. Here the cap is 1 + epsHigh, so epsHigh = 4 gives TRL's 5.
-const CISPO_EPS_LOW = Infinity;
-const CISPO_EPS_HIGH = 4;
-// PPO-clip: the usual symmetric 0.2.
-const PPO_EPS = 0.2;
-
-const MODES = { cispo: 0, 'ppo-clip': 1, 'cross-entropy': 2 } as const;
-const MODE_NAMES = "'cispo', 'ppo-clip' or 'cross-entropy'";
-const NON_FINITE = KernelErrorCode.NON_FINITE;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
-}
-
-function epsilon(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number') throw typeError(`${name}: expected a number, got ${typeof value}`);
-  if (Number.isNaN(value)) throw rangeError(`${name}: expected a number >= 0, got NaN`, NON_FINITE);
-  if (value < 0) throw rangeError(`${name}: expected a number >= 0, got ${value}`);
-  return value;
-}
-
-function flag(name: string, value: unknown, fallback: boolean): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw typeError(`${name}: expected a boolean, got ${typeof value}`);
-  return value;
-}
+type CispoArgs = [
+  logits: Float32Array, vocabSize: number, node: Int32Array, target: Int32Array, oldLogprob: Float32Array, advantage: Float32Array,
+  mode: number, epsLow: number, epsHigh: number, normalizer: number, grad: boolean, inPlace: boolean,
+];
 
 /** Checks everything and returns the addon's argument list (without the trailing `out` and `async`). */
-function prepare(logits: unknown, vocabSize: unknown, terms: unknown, options: unknown): unknown[] {
+function prepare(logits: unknown, vocabSize: unknown, terms: unknown, options: unknown): CispoArgs {
   const z = expectArray('logits', logits, Float32Array);
   const V = expectInt('vocabSize', vocabSize, 1, 2147483647);
   if (z.length % V !== 0)
@@ -128,40 +114,6 @@ function prepare(logits: unknown, vocabSize: unknown, terms: unknown, options: u
   return [z, V, node, target, oldLogprob, advantage, mode, epsLow, epsHigh, normalizer, grad, inPlace];
 }
 
-/** The loss options as the kernels take them: checked, defaults filled in, the mode as forge_pg_mode's
- * value and Z = 0 for "the number of terms". Shared by cispoLoss and the nano policy's lossAndGrad. */
-export function resolveLossOptions(options: unknown): {
-  mode: number;
-  epsLow: number;
-  epsHigh: number;
-  normalizer: number;
-  grad: boolean;
-  inPlace: boolean;
-} {
-  if (options !== undefined && !isObject(options))
-    throw typeError(`options: expected an object, got ${typeof options}`);
-  const o = (options ?? {}) as Record<string, unknown>;
-  const mode = o.mode ?? 'cispo';
-  if (typeof mode !== 'string') throw typeError(`options.mode: expected ${MODE_NAMES}, got ${typeof mode}`);
-  if (!Object.hasOwn(MODES, mode)) throw rangeError(`options.mode: expected ${MODE_NAMES}, got '${mode}'`);
-  const ppo = mode === 'ppo-clip';
-  const epsLow = epsilon('options.epsLow', o.epsLow, ppo ? PPO_EPS : CISPO_EPS_LOW);
-  const epsHigh = epsilon('options.epsHigh', o.epsHigh, ppo ? PPO_EPS : CISPO_EPS_HIGH);
-  let normalizer = 0; // the kernel's "number of terms"
-  if (o.normalizer !== undefined) {
-    if (typeof o.normalizer !== 'number')
-      throw typeError(`options.normalizer: expected a number, got ${typeof o.normalizer}`);
-    if (!Number.isFinite(o.normalizer))
-      throw rangeError(`options.normalizer: expected a finite number, got ${o.normalizer}`, NON_FINITE);
-    if (o.normalizer <= 0) throw rangeError(`options.normalizer: expected a number > 0, got ${o.normalizer}`);
-    normalizer = o.normalizer;
-  }
-  const grad = flag('options.grad', o.grad, true);
-  const inPlace = flag('options.inPlace', o.inPlace, false);
-  if (inPlace && !grad) throw rangeError('options.inPlace: writes dlogits, so it needs grad: true');
-  return { mode: MODES[mode as keyof typeof MODES], epsLow, epsHigh, normalizer, grad, inPlace };
-}
-
 /**
  * CISPO (or PPO-clip) loss, dlogits and per-term log-probs over logits [N, V] (one row per tree node),
  * on the calling thread. Each logits row is read from memory once (an online max / sum-of-exponentials
@@ -175,17 +127,29 @@ export function cispoLoss(
   logits: Float32Array,
   vocabSize: number,
   terms: PolicyLossTerms,
-  options?: CispoOptions,
+  options?: CispoOptions & BackendOption,
 ): CispoResult {
-  return addon.cispoLoss(...prepare(logits, vocabSize, terms, options), undefined, false) as CispoResult;
+  const args = prepare(logits, vocabSize, terms, options);
+  if (chooseBackend('cispoLoss', options?.backend) === 'cuda') return onDevice(args, terms, options);
+  return addon.cispoLoss(...args, undefined, false) as CispoResult;
 }
 
-/** cispoLoss on a libuv worker thread; the arrays must not be modified until the promise settles. */
+/**
+ * cispoLoss on a libuv worker thread; the arrays must not be modified until the promise settles. With
+ * backend 'cuda' the device call blocks the event loop until the device is done.
+ */
 export async function cispoLossAsync(
   logits: Float32Array,
   vocabSize: number,
   terms: PolicyLossTerms,
-  options?: CispoOptions,
+  options?: CispoOptions & BackendOption,
 ): Promise<CispoResult> {
-  return (await addon.cispoLoss(...prepare(logits, vocabSize, terms, options), undefined, true)) as CispoResult;
+  const args = prepare(logits, vocabSize, terms, options);
+  if (chooseBackend('cispoLossAsync', options?.backend) === 'cuda') return onDevice(args, terms, options);
+  return (await addon.cispoLoss(...args, undefined, true)) as CispoResult;
+}
+
+function onDevice(args: CispoArgs, terms: PolicyLossTerms, options: CispoOptions | undefined): CispoResult {
+  const [z, V, , , , , , , , , grad, inPlace] = args;
+  return cispoLossOnDevice(z, V, terms, options, grad, inPlace);
 }

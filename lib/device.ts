@@ -3,8 +3,9 @@
 // are checked here first (TypeError / RangeError naming the argument, before any device call);
 // without a usable GPU every call that needs one throws an Error with code FORGE_ERR_DEVICE naming
 // the reason. Each wrapper returns when the device work is done (the addon synchronises).
-import { resolveLossOptions, type CispoOptions, type CispoStats } from './cispo.js';
+import type { CispoOptions, CispoStats } from './cispo.js';
 import { KernelErrorCode, rangeError, typeError, type CodedError } from './errors.js';
+import { resolveLossOptions } from './lossOptions.js';
 import { addon } from './native.js';
 import { expectArray, expectInt } from './validate.js';
 
@@ -81,13 +82,25 @@ function expectDtype(name: string, value: unknown, allowed: readonly DeviceDtype
   return value as DeviceDtype;
 }
 
-function expectShape(name: string, shape: unknown): number[] {
+/** The largest device tensor, in bytes (the addon's limit on one allocation). */
+const MAX_BYTES = 2 ** 50;
+
+function expectShape(name: string, shape: unknown, dtype: DeviceDtype): number[] {
   if (!Array.isArray(shape)) throw typeError(`${name}: expected an array of dimensions`);
-  return shape.map((d, i) => expectInt(`${name}[${i}]`, d, 0, 2 ** 40));
+  const dims = shape.map((d, i) => expectInt(`${name}[${i}]`, d, 0, 2 ** 40));
+  const bytes = dims.reduce((a, b) => a * b, 1) * BYTES[dtype];
+  if (bytes > MAX_BYTES)
+    throw rangeError(`${name}: [${dims.join(', ')}] of ${dtype}: ${bytes} bytes exceed the limit of 2^50 (${MAX_BYTES})`);
+  return dims;
 }
 
+// What this process holds on the device through DeviceTensors (the addon keeps no account).
+const held = { tensors: 0, bytes: 0 };
+
 // Device memory the program forgot to free goes back when its DeviceTensor is collected.
-const unreleased = new FinalizationRegistry<bigint>((address) => {
+const unreleased = new FinalizationRegistry<{ address: bigint; bytes: number }>(({ address, bytes }) => {
+  held.tensors--;
+  held.bytes -= bytes;
   try {
     addon.cudaFree(address);
   } catch {
@@ -108,7 +121,16 @@ export class DeviceTensor {
     this.shape = Object.freeze(shape);
     this.dtype = dtype;
     this.bytes = DeviceTensor.elements(shape) * BYTES[dtype];
-    if (address !== 0n) unreleased.register(this, address, this);
+    if (address !== 0n) {
+      unreleased.register(this, { address, bytes: this.bytes }, this);
+      held.tensors++;
+      held.bytes += this.bytes;
+    }
+  }
+
+  /** Device tensors this process holds (allocated, not yet freed or collected) and their bytes. */
+  static held(): { tensors: number; bytes: number } {
+    return { ...held };
   }
 
   private static elements(shape: readonly number[]): number {
@@ -117,8 +139,8 @@ export class DeviceTensor {
 
   /** Uninitialised device memory of `shape` and `dtype`. */
   static empty(shape: number[], dtype: DeviceDtype): DeviceTensor {
-    const dims = expectShape('shape', shape);
     const type = expectDtype('dtype', dtype, ['f32', 'f16', 'bf16', 'i32']);
+    const dims = expectShape('shape', shape, type);
     requireGpu('DeviceTensor.empty');
     const bytes = DeviceTensor.elements(dims) * BYTES[type];
     return new DeviceTensor(addon.cudaMalloc(bytes) as bigint, dims, type);
@@ -136,7 +158,7 @@ export class DeviceTensor {
       type = expectDtype('dtype', dtype, ['bf16', 'f16']);
     } else if (data instanceof Int32Array) type = dtype === undefined ? 'i32' : expectDtype('dtype', dtype, ['i32']);
     else throw typeError('data: expected a Float32Array, Uint16Array or Int32Array');
-    const dims = expectShape('shape', shape);
+    const dims = expectShape('shape', shape, type);
     const n = DeviceTensor.elements(dims);
     if (n !== data.length)
       throw rangeError(`shape: [${dims.join(', ')}] holds ${n} elements, data has ${data.length}`, INVALID);
@@ -209,8 +231,11 @@ export class DeviceTensor {
     if (this.#address === null) return;
     const address = this.#address;
     this.#address = null;
+    if (address === 0n) return;
     unreleased.unregister(this);
-    if (address !== 0n) addon.cudaFree(address);
+    held.tensors--;
+    held.bytes -= this.bytes;
+    addon.cudaFree(address);
   }
 }
 
@@ -291,7 +316,11 @@ export function cispoLossDevice(logits: DeviceTensor, terms: DeviceLossTerms, op
   });
 }
 
-/** gatherToSamples on the device: nodeValues [N] or [N, C] (any float dtype), nodeOf 'i32' [T] -> [T(, C)], same dtype. */
+/**
+ * gatherToSamples on the device: nodeValues [N] or [N, C] (any float dtype), nodeOf 'i32' [T] -> [T(, C)],
+ * same dtype. nodeOf is trusted (validate it on the host; a PrefixTree's is valid by construction): a row
+ * whose node is out of [0, N) is left zero, never read out of bounds.
+ */
 export function gatherToSamplesDevice(nodeValues: DeviceTensor, nodeOf: DeviceTensor): DeviceTensor {
   const values = expectTensor('nodeValues', nodeValues, ['f32', 'f16', 'bf16'], [1, 2]);
   const ids = expectTensor('nodeOf', nodeOf, ['i32'], [1]);
@@ -306,7 +335,11 @@ export function gatherToSamplesDevice(nodeValues: DeviceTensor, nodeOf: DeviceTe
   });
 }
 
-/** scatterFromSamples on the device: sampleValues 'f32' [T] or [T, C], nodeOf 'i32' [T] -> 'f32' [N(, C)], summed per node in position order (float64). */
+/**
+ * scatterFromSamples on the device: sampleValues 'f32' [T] or [T, C], nodeOf 'i32' [T] -> 'f32' [N(, C)],
+ * summed per node in position order (float64). nodeOf is trusted (validate it on the host): a position
+ * whose node is out of [0, numNodes) is skipped, never written out of bounds.
+ */
 export function scatterFromSamplesDevice(sampleValues: DeviceTensor, nodeOf: DeviceTensor, numNodes: number): DeviceTensor {
   const values = expectTensor('sampleValues', sampleValues, ['f32'], [1, 2]);
   const ids = expectTensor('nodeOf', nodeOf, ['i32'], [1]);
@@ -317,6 +350,27 @@ export function scatterFromSamplesDevice(sampleValues: DeviceTensor, nodeOf: Dev
   const out = DeviceTensor.empty(values.shape.length === 1 ? [N] : [N, C], 'f32');
   return withOutputs([out], () => {
     addon.cudaScatter(values.address, T, C, ids.address, N, out.address);
+    return out;
+  });
+}
+
+/**
+ * mergeToTree on the device: sampleValues [T] or [T, C] in any float dtype, nodeOf 'i32' [T] -> [N(, C)],
+ * same dtype: node n takes the row of its first position (a bit copy), zeros without one. nodeOf is
+ * trusted (validate it on the host, e.g. it comes from buildPrefixTree): an entry outside [0, numNodes)
+ * is skipped, never read out of bounds.
+ */
+export function mergeToTreeDevice(sampleValues: DeviceTensor, nodeOf: DeviceTensor, numNodes: number): DeviceTensor {
+  const values = expectTensor('sampleValues', sampleValues, ['f32', 'f16', 'bf16'], [1, 2]);
+  const ids = expectTensor('nodeOf', nodeOf, ['i32'], [1]);
+  const N = expectInt('numNodes', numNodes, 1, 2 ** 31 - 2);
+  const [T, C = 1] = values.shape;
+  expectLength('nodeOf', ids, T, 'one per row of sampleValues');
+  if (C < 1) throw rangeError(`sampleValues: expected at least 1 channel, got shape [${values.shape.join(', ')}]`, INVALID);
+  requireGpu('mergeToTreeDevice');
+  const out = DeviceTensor.empty(values.shape.length === 1 ? [N] : [N, C], values.dtype);
+  return withOutputs([out], () => {
+    addon.cudaMergeToTree(FORGE_DTYPE[values.dtype as 'f32'], values.address, T, C, ids.address, N, out.address);
     return out;
   });
 }

@@ -37,8 +37,10 @@ export { SqliteStore, MemoryStore, type PoolStore } from './pool/index.js';
 export * as batch from './batch/index.js';
 export { BatchBuilder, PoolFeed, type TrainingBatch, type TrajectoryRollout } from './batch/index.js';
 
-// The CUDA backend: device tensors and the GPU kernels (the CPU kernels serve when no GPU is usable).
+// The CUDA backend: device tensors and the GPU kernels (the CPU kernels serve when no GPU is usable),
+// and the `backend` option of the host-array kernels above.
 export * from './device.js';
+export { setDefaultBackend, getDefaultBackend, type Backend, type BackendOption } from './backend.js';
 export {
   treeAttentionDevice, treeAttentionBackwardDevice, DEVICE_HEAD_DIMS,
   type DeviceAttentionOptions, type DeviceAttentionOutput, type DeviceAttentionGrads,

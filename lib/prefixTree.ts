@@ -2,8 +2,10 @@
 // so shared tokens are computed once, and maps values between the tree and the per-sample layout.
 // Arguments are validated here first (TypeError / RangeError naming the argument, the sample and
 // the position, with a `code` from errors.ts); the native layer re-checks everything it reads.
+import { chooseBackend, type BackendOption } from './backend.js';
 import { addon } from './native.js';
 import { KernelErrorCode, rangeError, typeError } from './errors.js';
+import { gatherToSamplesOnDevice, scatterFromSamplesOnDevice } from './hostDevice.js';
 import { expectArray, expectInt } from './validate.js';
 
 const INT32_MAX = 2 ** 31 - 1;
@@ -311,28 +313,62 @@ function layoutArgs(tree: TreeLayout, values: unknown, valuesName: string, chann
   return { nodeOf, numNodes, data };
 }
 
+/** Where a layout call runs: options.backend (lib/backend.ts), or the default. */
+function layoutOn(what: string, options: unknown): 'cpu' | 'cuda' {
+  if (options === undefined) return chooseBackend(what, undefined);
+  if (typeof options !== 'object' || options === null) throw typeError(`options: expected { backend }, got ${options === null ? 'null' : typeof options}`);
+  return chooseBackend(what, (options as BackendOption).backend);
+}
+
 /** Per-node values [N, C] -> per-sample layout [T, C]: row i is the row of node nodeOf[i]. */
-export function gatherToSamples(tree: TreeLayout, nodeValues: Float32Array, channels = 1): Float32Array {
+export function gatherToSamples(tree: TreeLayout, nodeValues: Float32Array, channels = 1, options?: BackendOption): Float32Array {
   const { nodeOf, numNodes, data } = layoutArgs(tree, nodeValues, 'nodeValues', channels, 'nodes');
+  if (layoutOn('gatherToSamples', options) === 'cuda') return gatherToSamplesOnDevice(nodeOf, numNodes, data, channels);
   return addon.gatherToSamples(data, numNodes, channels, nodeOf, false) as Float32Array;
 }
 
-/** gatherToSamples on a worker thread; `nodeValues` must not change until the promise settles. */
-export async function gatherToSamplesAsync(tree: TreeLayout, nodeValues: Float32Array, channels = 1): Promise<Float32Array> {
+/**
+ * gatherToSamples on a worker thread; `nodeValues` must not change until the promise settles. With
+ * backend 'cuda' the device call blocks the event loop until the device is done.
+ */
+export async function gatherToSamplesAsync(tree: TreeLayout, nodeValues: Float32Array, channels = 1, options?: BackendOption): Promise<Float32Array> {
   const { nodeOf, numNodes, data } = layoutArgs(tree, nodeValues, 'nodeValues', channels, 'nodes');
+  if (layoutOn('gatherToSamplesAsync', options) === 'cuda') return gatherToSamplesOnDevice(nodeOf, numNodes, data, channels);
   return (await addon.gatherToSamples(data, numNodes, channels, nodeOf, true)) as Float32Array;
 }
 
 /** Per-sample values [T, C] -> per-node [N, C], summed (in float64) over the positions sharing a node: the adjoint of gather, for gradients. */
-export function scatterFromSamples(tree: TreeLayout, sampleValues: Float32Array, channels = 1): Float32Array {
+export function scatterFromSamples(tree: TreeLayout, sampleValues: Float32Array, channels = 1, options?: BackendOption): Float32Array {
   const { nodeOf, numNodes, data } = layoutArgs(tree, sampleValues, 'sampleValues', channels, 'positions');
+  if (layoutOn('scatterFromSamples', options) === 'cuda') return scatterFromSamplesOnDevice(nodeOf, numNodes, data, channels);
   return addon.scatterFromSamples(data, channels, nodeOf, numNodes, false) as Float32Array;
 }
 
-/** scatterFromSamples on a worker thread; `sampleValues` must not change until the promise settles. */
-export async function scatterFromSamplesAsync(tree: TreeLayout, sampleValues: Float32Array, channels = 1): Promise<Float32Array> {
+/**
+ * scatterFromSamples on a worker thread; `sampleValues` must not change until the promise settles.
+ * With backend 'cuda' the device call blocks the event loop until the device is done.
+ */
+export async function scatterFromSamplesAsync(tree: TreeLayout, sampleValues: Float32Array, channels = 1, options?: BackendOption): Promise<Float32Array> {
   const { nodeOf, numNodes, data } = layoutArgs(tree, sampleValues, 'sampleValues', channels, 'positions');
+  if (layoutOn('scatterFromSamplesAsync', options) === 'cuda') return scatterFromSamplesOnDevice(nodeOf, numNodes, data, channels);
   return (await addon.scatterFromSamples(data, channels, nodeOf, numNodes, true)) as Float32Array;
+}
+
+/**
+ * Per-sample values [T, C] -> per-node [N, C], merged: node n takes the row of its FIRST position
+ * (the lowest i with nodeOf[i] = n), a node without positions a zero row. For values equal at every
+ * position of a node by construction (a packed per-sample K/V cache becoming the tree's K/V) this
+ * undoes gatherToSamples; the copies are not compared. Use scatterFromSamples to sum gradients.
+ */
+export function mergeToTree(tree: TreeLayout, sampleValues: Float32Array, channels = 1): Float32Array {
+  const { nodeOf, numNodes, data } = layoutArgs(tree, sampleValues, 'sampleValues', channels, 'positions');
+  return addon.mergeToTree(data, channels, nodeOf, numNodes, false) as Float32Array;
+}
+
+/** mergeToTree on a worker thread; `sampleValues` must not change until the promise settles. */
+export async function mergeToTreeAsync(tree: TreeLayout, sampleValues: Float32Array, channels = 1): Promise<Float32Array> {
+  const { nodeOf, numNodes, data } = layoutArgs(tree, sampleValues, 'sampleValues', channels, 'positions');
+  return (await addon.mergeToTree(data, channels, nodeOf, numNodes, true)) as Float32Array;
 }
 
 /**

@@ -9,6 +9,7 @@
 //   --out DIR           report folder (default demo-out)
 //   --group-size G, --groups-per-step B, --eval-tasks E, --concurrency C, --rl-steps S
 import { runDemo } from '../lib/demo/run.js';
+import { selectBackend } from '../lib/device.js';
 import type { DemoOptions } from '../lib/demo/options.js';
 import type { ModelSize } from '../lib/demo/models.js';
 import type { ScaffoldName } from '../lib/demo/scaffolds.js';
@@ -65,6 +66,7 @@ try {
   console.error((e as Error).message);
   process.exit(2);
 }
+selectBackend();  // without a usable GPU, one line says why the kernels run on the CPU (issue 7)
 try {
   await runDemo(options);
 } catch (e) {

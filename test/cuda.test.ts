@@ -18,15 +18,16 @@ import {
   gatherToSamplesDevice,
   mergeStatesCsrDevice,
   mergeStatesDevice,
+  mergeToTreeDevice,
   scatterFromSamplesDevice,
   selectBackend,
 } from '../lib/device.js';
 import { addon, nativeInfo } from '../lib/native.js';
-import { gatherToSamples, scatterFromSamples } from '../lib/prefixTree.js';
+import { buildPrefixTree, gatherToSamples, mergeToTree, scatterFromSamples } from '../lib/prefixTree.js';
 import { expectError } from './helpers/errors.js';
 import { gauss, seededRun, type Rng } from './helpers/random.js';
 import { referencePolicyLoss } from './reference/cispo.js';
-import { referenceGather, referenceScatter } from './reference/prefixTree.js';
+import { randomSamples, referenceGather, referenceMergeToTree, referenceScatter } from './reference/prefixTree.js';
 
 const report = device();
 const gpu = report.available;
@@ -167,6 +168,7 @@ describe('CUDA backend: discovery, fallback, errors', () => {
       ['forge_cuda_convert', () => addon.cudaConvert(4, 0, p, 2, q)],
       ['forge_cuda_gather_to_samples', () => addon.cudaGather(0, p, 4, 2, q, 3, r)],
       ['forge_cuda_scatter_from_samples', () => addon.cudaScatter(p, 3, 2, q, 4, r)],
+      ['forge_cuda_merge_to_tree', () => addon.cudaMergeToTree(0, p, 3, 2, q, 4, r)],
       ['forge_cuda_merge_states', () => addon.cudaMergeStates(2, 1, 4, p, q, r, s, t, u)],
       ['forge_cuda_merge_states_csr', () => addon.cudaMergeStatesCsr(2, 1, 4, p, 3, q, r, s, t)],
       ['forge_cuda_cispo_loss', () => addon.cudaCispoLoss(0, 2, 8, p, 1, q, r, s, t, 0, 1e9, 4, 0, null, null)],
@@ -197,6 +199,7 @@ describe('CUDA backend: discovery, fallback, errors', () => {
     expectError(() => DeviceTensor.empty([2], 'u8' as 'f32'), RangeError, bad, /dtype/);
     expectError(() => cispoLossDevice(new Float32Array(4) as unknown as DeviceTensor, {} as never), TypeError, bad, /logits: expected a DeviceTensor/);
     expectError(() => gatherToSamplesDevice({} as DeviceTensor, {} as DeviceTensor), TypeError, bad, /nodeValues: expected a DeviceTensor/);
+    expectError(() => mergeToTreeDevice({} as DeviceTensor, {} as DeviceTensor, 3), TypeError, bad, /sampleValues: expected a DeviceTensor/);
     expectError(() => mergeStatesDevice({} as never, {} as never), TypeError, bad, /a.o: expected a DeviceTensor/);
   });
 });
@@ -296,14 +299,18 @@ describe(kernels, () => {
     const dterms = { node: up(terms.node, [J]), target: up(terms.target, [J]), oldLogprob: up(terms.oldLogprob, [J]), advantage: up(terms.advantage, [J]) };
     const row = 5, col = 211;  // a row without terms is checked too (randomTerms leaves the last rows empty)
     z[row * V + col] = NaN;
-    let caught: unknown;
-    try {
-      cispoLossDevice(up(z, [N, V]), dterms);
-    } catch (e) {
-      caught = e;
+    z[row * V + col + 17] = Infinity;  // a later bad column is not the one named
+    for (const inPlace of [false, true]) {
+      let caught: unknown;
+      try {
+        cispoLossDevice(up(z, [N, V]), dterms, { inPlace });
+      } catch (e) {
+        caught = e;
+      }
+      expect((caught as { code: string }).code, `inPlace ${inPlace}`).toBe('FORGE_ERR_NON_FINITE');
+      // In place, the kernel found the column before dlogits overwrote the row.
+      expect((caught as Error).message, `inPlace ${inPlace}`).toContain(`logits[row ${row}, column ${col}]`);
     }
-    expect((caught as { code: string }).code).toBe('FORGE_ERR_NON_FINITE');
-    expect((caught as Error).message).toContain(`logits[row ${row}, column ${col}]`);
   });
 
   it.skipIf(!gpu)('gather and scatter match the CPU kernels (scatter bitwise: same order, float64) and the references', () => {
@@ -327,6 +334,78 @@ describe(kernels, () => {
       expect(summed).toEqual(scatterFromSamples(tree, sampleValues, C));
       expectNear(`scatter C=${C}`, summed, referenceScatter(sampleValues, nodeOf, N, C), 1e-6);
     }
+  });
+
+  it.skipIf(!gpu)('mergeToTreeDevice (f32, bf16, f16) on prefix trees: undoes the device gather, equals the CPU merge on the widened values', () => {
+    const rng = run.rng();
+    for (const C of [1, 6, 128]) {
+      const tree = buildPrefixTree(randomSamples(rng, { vocabSize: 3, numSamples: 24, maxLength: 30 }));
+      const N = tree.numNodes, T = tree.nodeOf.length;
+      const ids = up(tree.nodeOf, [T]);
+      const shape = (rows: number) => (C === 1 ? [rows] : [rows, C]);
+      const treeValues = gaussArray(N * C, rng);
+      const sampleValues = gaussArray(T * C, rng);  // copies that differ: the first position must win
+      for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+        const label = `${dtype} C=${C}`;
+        // Per-sample values gathered from tree values (a packed K/V cache) merge back to them, bit for bit.
+        const nodes = up(treeValues, shape(N), dtype);
+        const merged = keep(mergeToTreeDevice(keep(gatherToSamplesDevice(nodes, ids)), ids, N));
+        expect(merged.shape).toEqual(shape(N));
+        expect(merged.dtype).toBe(dtype);
+        expect(merged.download(), run.why(label)).toEqual(nodes.download());
+        // Arbitrary per-sample values: the CPU kernel and the reference on the widened values.
+        const samples = up(sampleValues, shape(T), dtype);
+        const widened = samples.downloadFloat32();
+        const got = keep(mergeToTreeDevice(samples, ids, N)).downloadFloat32();
+        expect(got, run.why(`${label} vs CPU`)).toEqual(mergeToTree(tree, widened, C));
+        expect(got, run.why(`${label} vs reference`)).toEqual(Float32Array.from(referenceMergeToTree(widened, tree.nodeOf, N, C)));
+      }
+    }
+  });
+
+  it.skipIf(!gpu)('mergeToTreeDevice: nodes without positions read zeros; out-of-range ids (trusted) are skipped', () => {
+    const rng = run.rng();
+    const tree = buildPrefixTree(randomSamples(rng, { vocabSize: 3, numSamples: 16, maxLength: 20 }));
+    const N = tree.numNodes, C = 3;
+    // The first half of the samples only: nodes only the others reach have no position. Fresh device
+    // memory is not zero (the emulator fills it with NaN), so the zeros are written by the kernel.
+    const nodeOf = tree.nodeOf.slice(0, tree.offsets[Math.max(1, tree.numSamples >> 1)]);
+    const T = nodeOf.length;
+    const values = gaussArray(T * C, rng);
+    const got = keep(mergeToTreeDevice(up(values, [T, C]), up(nodeOf, [T]), N)).download();
+    expect(got, run.why('half the samples')).toEqual(mergeToTree({ numNodes: N, nodeOf }, values, C));
+    expect(keep(mergeToTreeDevice(up(new Float32Array(0), [0, C]), up(new Int32Array(0), [0]), N)).download()).toEqual(new Float32Array(N * C));
+    // Corrupt ids are skipped: the result is the merge of the remaining positions.
+    const corrupt = nodeOf.slice(), kept: number[] = [];
+    for (let i = 0; i < T; i++) {
+      if (rng() < 0.3) corrupt[i] = [-1, N, 2 ** 31 - 1, -(2 ** 31)][Math.floor(rng() * 4)];
+      else kept.push(i);
+    }
+    const keptValues = Float32Array.from(kept.flatMap((i) => Array.from(values.subarray(i * C, (i + 1) * C))));
+    const expected = referenceMergeToTree(keptValues, Int32Array.from(kept, (i) => nodeOf[i]), N, C);
+    expect(keep(mergeToTreeDevice(up(values, [T, C]), up(corrupt, [T]), N)).download(), run.why('corrupt ids')).toEqual(Float32Array.from(expected));
+    expectError(() => mergeToTreeDevice(up(values, [T, C]), up(nodeOf.subarray(1), [T - 1]), N), RangeError, 'FORGE_ERR_INVALID_ARGUMENT', /^nodeOf: expected \d+ elements \(one per row of sampleValues\)/);
+    expectError(() => mergeToTreeDevice(up(values, [T, C]), up(nodeOf, [T]), 0), RangeError, 'FORGE_ERR_OUT_OF_RANGE', /^numNodes: expected an integer in \[1, /);
+  });
+
+  it.skipIf(!gpu)('cispo with no rows but some terms: every logprob reads NaN, none is left stale', () => {
+    const J = 2, V = 8;
+    const terms = {
+      node: up(Int32Array.from([0, 1]), [J]), target: up(Int32Array.from([3, 4]), [J]),
+      oldLogprob: up(Float32Array.from([-1, -2]), [J]), advantage: up(Float32Array.from([1, -1]), [J]),
+    };
+    // The raw call, into a buffer holding earlier values (DeviceTensor.empty memory may already be NaN).
+    const logprobs = up(Float32Array.from([123, 456]), [J]);
+    const raw = addon.cudaCispoLoss(0, 0, V, 0n, J, terms.node.address, terms.target.address, terms.oldLogprob.address,
+      terms.advantage.address, 0, 1e9, 4, 0, null, logprobs.address) as { loss: number; stats: { numTerms: number; numRows: number } };
+    expect(Array.from(logprobs.download())).toEqual([NaN, NaN]);
+    expect(raw.loss).toBe(0);
+    expect(raw.stats.numTerms).toBe(0);
+    const viaApi = cispoLossDevice(up(new Float32Array(0), [0, V]), terms);
+    keep(viaApi.logprobs);
+    keep(viaApi.dlogits);
+    expect(Array.from(viaApi.logprobs.download())).toEqual([NaN, NaN]);
+    expect(viaApi.loss).toBe(0);
   });
 
   it.skipIf(!gpu)('mergeStatesDevice and mergeStatesCsrDevice match the CPU merges, empty states included', () => {

@@ -39,7 +39,7 @@ struct RowKernelArgs {
   PolicyParams params;
   bool check_all_rows;     // scan rows without terms for non-finite values too
   Totals* partials;        // [gridDim.x]
-  unsigned long long* bad_row;  // first row met with a non-finite value (atomicMin)
+  unsigned long long* bad_at;  // first non-finite logit as row << 32 | column (atomicMin)
 };
 
 struct KernelShared {
@@ -49,6 +49,22 @@ struct KernelShared {
 };
 
 __device__ __forceinline__ bool valid_target(int32_t y, int64_t vocab_size) { return y >= 0 && y < vocab_size; }
+
+// Offers the row's first non-finite column: each thread its first, and the atomicMin over
+// row << 32 | column keeps the lowest (row, column), the one the CPU kernel names. Read before any
+// in-place write of the row.
+template <class T>
+__device__ __forceinline__ void mark_non_finite(const T* z, int64_t V, int64_t row, unsigned long long* bad_at) {
+  int64_t first = V;
+  row_chunks(z, V, true, [&](int64_t c0, const auto& x) {
+    int64_t c = c0;
+    for (float v : x) {
+      if (!isfinite(v) && c < first) first = c;
+      ++c;
+    }
+  });
+  if (first < V) atomicMin(bad_at, (static_cast<unsigned long long>(row) << 32) | static_cast<unsigned long long>(first));
+}
 
 template <class T>
 __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArgs<T> a) {
@@ -65,13 +81,8 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
 
     if (begin == end) {
       if (a.check_all_rows) {
-        bool finite = true;
-        row_chunks(z, V, true, [&](int64_t, const auto& x) {
-          for (float v : x) finite = finite && isfinite(v);
-        });
-        if (!__syncthreads_and(finite)) {
-          if (threadIdx.x == 0) atomicMin(a.bad_row, static_cast<unsigned long long>(row));
-        }
+        mark_non_finite(z, V, row, a.bad_at);
+        __syncthreads();
       }
       // In place, the zeros overwrite logits this block has finished reading (synchronised above or
       // never read).
@@ -84,7 +95,8 @@ __global__ void __launch_bounds__(kRowThreads, 3) cispo_rows_kernel(RowKernelArg
     row_chunks(z, V, true, [&](int64_t, const auto& x) { acc.add(x); });
     const RowSummary s = block_row_summary(acc, sh.row);
     if (!s.finite) {
-      if (threadIdx.x == 0) atomicMin(a.bad_row, static_cast<unsigned long long>(row));
+      mark_non_finite(z, V, row, a.bad_at);
+      __syncthreads();  // the column is found before an in-place fill overwrites it
       if (a.logprobs_out)
         for (int32_t i = begin + threadIdx.x; i < end; i += blockDim.x) a.logprobs_out[a.order[i]] = NAN;
       if (dl) fill_row(dl, V, NAN);  // visible when the caller does not ask for the error

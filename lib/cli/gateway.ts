@@ -247,6 +247,8 @@ export async function gatewayCommand(argv: readonly string[], io: CliIO = proces
     return 0;
   }
   const options = gatewayOptionsFrom(values, process.env, 8000);
+  // Without a usable GPU, one line says why the kernels run on the CPU (issue 7).
+  (await import('../device.js')).selectBackend();
   if (options.poolPath === undefined)
     io.err('warning: no --pool: sessions and calls are kept in memory only and are lost when the gateway stops');
   const running = await startGatewayServer(options);
