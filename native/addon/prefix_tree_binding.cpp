@@ -133,40 +133,33 @@ Napi::Value gather_to_samples(const Napi::CallbackInfo& call) {
       [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
 }
 
-// scatterFromSamples(sampleValues: Float32Array [T*C], channels, nodeOf: Int32Array [T], numNodes, async)
-//   -> Float32Array [N*C]
-Napi::Value scatter_from_samples(const Napi::CallbackInfo& call) {
+// The samples -> tree calls: (values: Float32Array [T*C], channels, nodeOf: Int32Array [T], numNodes,
+// async) -> Float32Array [N*C]. scatterFromSamples sums each node's positions (the gradient of a
+// gather); mergeToTree takes the row of each node's first position (zeros without one).
+using SamplesToTreeKernel = forge_status (*)(const float*, int64_t, int64_t, const int32_t*, int64_t, float*);
+
+Napi::Value samples_to_tree(const Napi::CallbackInfo& call, const char* values_name, SamplesToTreeKernel kernel) {
   Napi::Env env = call.Env();
   const int64_t channels = int_arg(env, call[1], "channels", 1, int64_t{1} << 31);
   auto node_of = array_arg<int32_t>(env, call[2], "nodeOf");
   const int64_t T = static_cast<int64_t>(node_of.length);
-  auto values = array_arg<float>(env, call[0], "sampleValues", T * channels);
+  auto values = array_arg<float>(env, call[0], values_name, T * channels);
   const int64_t num_nodes = int_arg(env, call[3], "numNodes", 1, int64_t{1} << 31);
   auto out = Napi::Float32Array::New(env, static_cast<size_t>(num_nodes * channels));
   auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
   float* out_data = out.Data();
   return run_kernel(
       env, async_arg(call, 4), {call[0], call[2], out},
-      [=] { return forge_scatter_from_samples(values.data, T, channels, node_of.data, num_nodes, out_data); },
+      [=] { return kernel(values.data, T, channels, node_of.data, num_nodes, out_data); },
       [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
 }
 
-// mergeToTree(values: Float32Array [T*C], channels, nodeOf: Int32Array [T], numNodes, async)
-//   -> Float32Array [N*C]: each node the row of its first position, zeros without one
+Napi::Value scatter_from_samples(const Napi::CallbackInfo& call) {
+  return samples_to_tree(call, "sampleValues", forge_scatter_from_samples);
+}
+
 Napi::Value merge_to_tree(const Napi::CallbackInfo& call) {
-  Napi::Env env = call.Env();
-  const int64_t channels = int_arg(env, call[1], "channels", 1, int64_t{1} << 31);
-  auto node_of = array_arg<int32_t>(env, call[2], "nodeOf");
-  const int64_t T = static_cast<int64_t>(node_of.length);
-  auto values = array_arg<float>(env, call[0], "values", T * channels);
-  const int64_t num_nodes = int_arg(env, call[3], "numNodes", 1, int64_t{1} << 31);
-  auto out = Napi::Float32Array::New(env, static_cast<size_t>(num_nodes * channels));
-  auto out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(out));
-  float* out_data = out.Data();
-  return run_kernel(
-      env, async_arg(call, 4), {call[0], call[2], out},
-      [=] { return forge_merge_to_tree(values.data, T, channels, node_of.data, num_nodes, out_data); },
-      [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); });
+  return samples_to_tree(call, "values", forge_merge_to_tree);
 }
 
 // treeValidate(parent: Int32Array [N], subtreeEnd: Int32Array [N], async) -> true, or throws
