@@ -36,7 +36,7 @@ inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(s
 inline const char* no_device_reason(cudaError_t err) {
   if (err == cudaErrorInsufficientDriver || err == cudaErrorNoDevice) {
     void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
-    if (driver == nullptr) return "no NVIDIA driver (libcuda.so.1 not found)";
+    if (driver == nullptr) return "no NVIDIA driver, libcuda.so.1 not found";
     dlclose(driver);
   }
   return cudaGetErrorString(err);
