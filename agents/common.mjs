@@ -1,6 +1,6 @@
 // Plumbing shared by the demo's agent programs (react-calculator, kv-lookup, context-truncating,
-// sdk-agent): their local tools and how a program is run. Each program is a black box to forge-rl:
-// it only knows an OpenAI-compatible base URL and an API key.
+// sdk-agent): their local tools, the tool loop of the black-box ones, and how a program is run. Each
+// program is a black box to forge-rl: it only knows an OpenAI-compatible base URL and an API key.
 //
 // Two ways to run a program:
 //   one task:  OPENAI_BASE_URL=... OPENAI_API_KEY=... node agents/<name>.mjs --task '<task json>'
@@ -11,6 +11,8 @@
 //              a task runner pays the program's start-up once instead of once per task; a line
 //              {id, ping: true} is answered at once with {id, pong: true} (the runner's start-up check).
 import { createInterface } from 'node:readline';
+
+import OpenAI from 'openai';
 
 /** The calculator: "a+b" / "a-b" on integers; anything else is "error". */
 export function calcTool(expression) {
@@ -46,6 +48,45 @@ export function assistantMessage(message) {
 
 /** The model name the agents ask for (any name reaches the demo's engine). */
 export const MODEL = process.env.OPENAI_MODEL || 'forge-nano';
+
+const MAX_TOKENS = 32;
+
+/**
+ * The tool loop of the black-box agents: the official `openai` client, one tool `name` taking one
+ * string argument `argument`, run by `run(task, value)`. A reply with tool calls gets the results
+ * sent back; one with text is the final answer; one with neither (e.g. only a malformed tool call) is
+ * asked again, up to `maxTurns` calls. `history`: 'all' sends the whole history on every call (each
+ * call continues the previous one); 'latest' keeps only the task and the last exchange (later calls
+ * fork). Returns the `solve` that runProgram takes.
+ */
+export function toolLoop({ name, argument, run, maxTurns, history = 'all' }) {
+  const tools = [{ type: 'function', function: { name, parameters: { type: 'object', properties: { [argument]: { type: 'string' } } } } }];
+  return async function solve({ baseURL, apiKey }, task) {
+    const client = new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 120_000 });
+    const question = { role: 'user', content: task.prompt };
+    let kept = []; // what follows the question: every exchange, or the latest
+    let toolCalls = 0, turns = 0;
+    while (turns < maxTurns) {
+      const messages = [question, ...kept];
+      const reply = await client.chat.completions.create({ model: MODEL, messages, tools, max_tokens: MAX_TOKENS });
+      turns++;
+      const message = reply.choices[0].message;
+      if (message.tool_calls?.length) {
+        const exchange = [assistantMessage(message)];
+        for (const call of message.tool_calls) {
+          const result = call.function.name === name ? run(task, toolArguments(call)[argument]) : 'error';
+          exchange.push({ role: 'tool', tool_call_id: call.id, content: result });
+          toolCalls++;
+        }
+        kept = history === 'latest' ? exchange : [...kept, ...exchange];
+        continue;
+      }
+      const text = (message.content ?? '').trim();
+      if (text !== '') return { answer: text, toolCalls, turns };
+    }
+    return { answer: null, toolCalls, turns };
+  };
+}
 
 function argValue(flag) {
   const i = process.argv.indexOf(flag);
