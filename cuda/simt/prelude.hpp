@@ -3,7 +3,7 @@
 // forge::simt. Nothing here is compiled by nvcc.
 #pragma once
 
-#define FORGE_SIMT 1
+#define FORGE_SIMT 1  // the hooks in cuda/ test this; every emulated source gets it through this file
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>

@@ -176,6 +176,7 @@ bool run_block(LaunchState& st, uint3 block_idx, bool reverse) {
   if (sigsetjmp(st.fault_jump, 1) != 0) {
     st.in_fiber = false;
     st.error = describe_fault(st.fault_address) + " in " + st.kernel + ", " + where();
+    st.error_code = cudaErrorIllegalAddress;
     return false;
   }
   // Warp by warp: a warp's lanes run until none of them can go on (they wait at a block barrier or
@@ -302,8 +303,7 @@ void launch(const char* kernel_name, const void* kernel, dim3 grid, dim3 block, 
     ok = detail::run_block(st, idx, reverse);
   }
   detail::tls_launch = nullptr;
-  if (!ok) detail::set_error(st.error.rfind("invalid memory", 0) == 0 ? cudaErrorIllegalAddress : cudaErrorLaunchFailure,
-                             st.error);
+  if (!ok) detail::set_error(st.error_code, st.error);
   (void)stream;  // one stream: work runs in call order, at the call
 }
 

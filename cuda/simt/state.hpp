@@ -61,6 +61,7 @@ struct LaunchState {
   Fiber scheduler;
   uint64_t progress = 0;  // counts arrivals and exits: no change over a whole pass means deadlock
   std::string error;
+  cudaError_t error_code = cudaErrorLaunchFailure;  // what `error` reports as
   // Set by the fault handler before it jumps back to the scheduler.
   sigjmp_buf fault_jump;
   bool in_fiber = false;

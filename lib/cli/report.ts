@@ -59,15 +59,8 @@ export interface CallStats {
   notTrainable: Record<string, number>;
 }
 
-export interface RunReport extends CallStats {
-  run: number;
-  sessionId: string;
-  exitCode: number | null;
-  signal: string | null;
-  timedOut: boolean;
-  spawnError?: string;
-  durationMs: number;
-}
+/** One run: what happened to the agent process, and its calls' statistics. */
+export interface RunReport extends CallStats, Omit<RunOutcome, 'calls'> {}
 
 export type Verdict = 'ok' | 'warn' | 'fail';
 

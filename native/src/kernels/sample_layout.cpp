@@ -125,17 +125,27 @@ forge_status gather(const float* node_values, int64_t num_nodes, int64_t channel
   return FORGE_OK;
 }
 
-forge_status scatter(const float* sample_values, int64_t num_positions, int64_t channels, const int32_t* node_of,
-                     int64_t num_nodes, float* out) {
+// The checks of the samples -> tree calls (values [T, C], node_of [T], out [N, C]), and `ids`: a
+// private copy of node_of, validated once and read several times (the caller's memory could change
+// under us if it is shared with another thread).
+forge_status samples_to_tree_args(const float* values, const char* values_name, int64_t num_positions,
+                                  int64_t channels, const int32_t* node_of, int64_t num_nodes, const float* out,
+                                  std::vector<int32_t>& ids) {
   if (forge_status s = check_shapes(num_nodes, channels, num_positions); s != FORGE_OK) return s;
-  if (forge_status s = check_pointer(sample_values, num_positions * channels, "sample_values"); s != FORGE_OK)
-    return s;
+  if (forge_status s = check_pointer(values, num_positions * channels, values_name); s != FORGE_OK) return s;
   if (forge_status s = check_pointer(node_of, num_positions, "node_of"); s != FORGE_OK) return s;
   if (forge_status s = check_pointer(out, num_nodes * channels, "out"); s != FORGE_OK) return s;
-  // A private copy of the ids, validated once and read several times (the caller's memory could
-  // change under us if it is shared with another thread).
-  const std::vector<int32_t> ids(node_of, node_of + num_positions);
-  if (forge_status s = check_node_of(ids.data(), num_positions, num_nodes); s != FORGE_OK) return s;
+  ids.assign(node_of, node_of + num_positions);
+  return check_node_of(ids.data(), num_positions, num_nodes);
+}
+
+forge_status scatter(const float* sample_values, int64_t num_positions, int64_t channels, const int32_t* node_of,
+                     int64_t num_nodes, float* out) {
+  std::vector<int32_t> ids;
+  if (forge_status s = samples_to_tree_args(sample_values, "sample_values", num_positions, channels, node_of,
+                                            num_nodes, out, ids);
+      s != FORGE_OK)
+    return s;
   // Counting sort of positions by node (ids only, O(T + N), cheap next to the [T, C] rows).
   std::vector<int64_t> start(static_cast<size_t>(num_nodes) + 1, 0);
   for (int64_t i = 0; i < num_positions; ++i) ++start[ids[i] + 1];
@@ -153,13 +163,10 @@ forge_status scatter(const float* sample_values, int64_t num_positions, int64_t 
 
 forge_status merge(const float* values, int64_t num_positions, int64_t channels, const int32_t* node_of,
                    int64_t num_nodes, float* out) {
-  if (forge_status s = check_shapes(num_nodes, channels, num_positions); s != FORGE_OK) return s;
-  if (forge_status s = check_pointer(values, num_positions * channels, "values"); s != FORGE_OK) return s;
-  if (forge_status s = check_pointer(node_of, num_positions, "node_of"); s != FORGE_OK) return s;
-  if (forge_status s = check_pointer(out, num_nodes * channels, "out"); s != FORGE_OK) return s;
-  // A private copy of the ids, as in scatter: validated once, then read again.
-  const std::vector<int32_t> ids(node_of, node_of + num_positions);
-  if (forge_status s = check_node_of(ids.data(), num_positions, num_nodes); s != FORGE_OK) return s;
+  std::vector<int32_t> ids;
+  if (forge_status s = samples_to_tree_args(values, "values", num_positions, channels, node_of, num_nodes, out, ids);
+      s != FORGE_OK)
+    return s;
   // Walking backwards leaves each node with its lowest position (the deterministic "first").
   std::vector<int64_t> first(static_cast<size_t>(num_nodes), -1);
   for (int64_t i = num_positions - 1; i >= 0; --i) first[ids[i]] = i;
