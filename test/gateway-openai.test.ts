@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, EngineUpstream, MemoryRecorder, ScriptedFakeGenerator, type CallRecord, type Gateway } from '../lib/gateway/index.js';
 import { assistantIds, render, type ChatMessage, type ToolDefinition } from '../lib/model/chatTemplate.js';
 import { decode, encode } from '../lib/model/tokenizer.js';
+import { readChatStream } from './helpers/chatStream.js';
 
 const ADMIN = 'admin-secret';
 const TOOLS: ToolDefinition[] = [
@@ -50,25 +51,7 @@ function client(s: { id: string; key: string }, style: 'header' | 'path' = 'head
 /** Streams a chat completion and assembles the assistant message the way agent frameworks do. */
 async function streamed(c: OpenAI, body: Record<string, unknown>) {
   const stream = await c.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } } as never) as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>;
-  let content = '';
-  const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
-  let finish: string | null = null;
-  let sawUsage = false;
-  const logprobs: number[] = [];
-  for await (const chunk of stream) {
-    if (chunk.usage) sawUsage = true;
-    for (const ch of chunk.choices) {
-      content += ch.delta.content ?? '';
-      for (const t of ch.delta.tool_calls ?? []) {
-        calls[t.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
-        calls[t.index].id ||= t.id ?? '';
-        calls[t.index].function.name += t.function?.name ?? '';
-        calls[t.index].function.arguments += t.function?.arguments ?? '';
-      }
-      for (const l of ch.logprobs?.content ?? []) logprobs.push(l.logprob);
-      finish = ch.finish_reason ?? finish;
-    }
-  }
+  const { content, calls, finish, sawUsage, logprobs } = await readChatStream(stream);
   const message: ChatMessage = { role: 'assistant', content: calls.length > 0 && content === '' ? null : content };
   if (calls.length > 0) message.tool_calls = calls;
   return { message, finish, sawUsage, logprobs };

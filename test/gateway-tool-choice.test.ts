@@ -19,7 +19,9 @@ import { assistantIds, parse, render, type ChatMessage, type ToolDefinition } fr
 import { NanoPolicy, type NanoPolicyConfig } from '../lib/model/policy.js';
 import { encode, SpecialToken } from '../lib/model/tokenizer.js';
 import { FakeVllmServer } from './fakes/fakeVllmServer.js';
+import { readChatStream } from './helpers/chatStream.js';
 import { gauss, seededRun } from './helpers/random.js';
+import { readChatStream } from './helpers/chatStream.js';
 
 const run = seededRun();
 const SMALL: Partial<NanoPolicyConfig> = { dim: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, ffnDim: 96 };
@@ -109,19 +111,7 @@ const ant = (s: Served, key: string) => new Anthropic({ apiKey: key, baseURL: s.
 /** A streamed chat completion assembled into the assistant message agents keep. */
 async function streamedChat(c: OpenAI, body: Record<string, unknown>) {
   const stream = await c.chat.completions.create({ ...body, stream: true } as never) as unknown as AsyncIterable<OpenAI.Chat.ChatCompletionChunk>;
-  let content = '', finish: string | null = null;
-  const calls: { id: string; type: 'function'; function: { name: string; arguments: string } }[] = [];
-  for await (const chunk of stream)
-    for (const ch of chunk.choices) {
-      content += ch.delta.content ?? '';
-      for (const t of ch.delta.tool_calls ?? []) {
-        calls[t.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
-        calls[t.index].id ||= t.id ?? '';
-        calls[t.index].function.name += t.function?.name ?? '';
-        calls[t.index].function.arguments += t.function?.arguments ?? '';
-      }
-      finish = ch.finish_reason ?? finish;
-    }
+  const { content, calls, finish } = await readChatStream(stream);
   return { content, calls, finish };
 }
 
