@@ -21,7 +21,6 @@ import { encode, SpecialToken } from '../lib/model/tokenizer.js';
 import { FakeVllmServer } from './fakes/fakeVllmServer.js';
 import { readChatStream } from './helpers/chatStream.js';
 import { gauss, seededRun } from './helpers/random.js';
-import { readChatStream } from './helpers/chatStream.js';
 
 const run = seededRun();
 const SMALL: Partial<NanoPolicyConfig> = { dim: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, ffnDim: 96 };
